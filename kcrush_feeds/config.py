@@ -1,0 +1,383 @@
+"""Read ``config.toml`` and validate it into frozen, typed objects before anything runs.
+
+Every error names the file, the key path and what is wrong (``ConfigError``, exit 2).
+Relative paths in the file are relative to the file itself, so a config works from any
+working directory (cron starts in ``$HOME``). Secrets never live in the file: it names
+the environment variable that holds them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import timedelta
+from email.utils import formataddr, parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError
+
+ENV_CONFIG = "KCRUSH_FEEDS_CONFIG"
+DEFAULT_CONFIG = "config.toml"
+FEED_FORMATS = ("rss", "atom", "json")
+
+_DURATION_RE = re.compile(r"(\d+)\s*([wdhms])")
+_DURATION_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
+_LANGUAGE_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
+
+
+# --- value types -----------------------------------------------------------------------
+
+
+def parse_duration(value: object) -> timedelta:
+    """``"7d"``, ``"15m"``, ``"1h30m"``, ``"2w"`` or a number of seconds -> timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '15m', '1h' or '7d'")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    if not isinstance(value, str):
+        raise ValueError("expected a duration such as '15m', '1h' or '7d'")
+    text = value.strip().lower()
+    parts = _DURATION_RE.findall(text)
+    if not parts or _DURATION_RE.sub("", text).strip():
+        raise ValueError(f"{value!r} is not a duration such as '15m', '1h30m' or '7d'")
+    return timedelta(**{_DURATION_UNITS[unit]: int(n) for n, unit in parts})
+
+
+def check_absolute_url(value: str) -> str:
+    """An absolute http(s) URL with a host, or ValueError saying what is missing."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an absolute http(s) URL")
+    return value.strip()
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(
+            f"{value!r} is not an IANA time zone (for example 'America/Los_Angeles')"
+        ) from e
+    return value
+
+
+def check_email(value: str) -> str:
+    """A syntactically valid address, normalised (no DNS lookups)."""
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as e:
+        raise ValueError(f"{value!r} is not a valid e-mail address: {e}") from e
+
+
+def _check_mailbox(value: str) -> str:
+    """``"Name <addr@host>"`` or a bare address; the address part is validated."""
+    name, addr = parseaddr(value)
+    if not addr or "\n" in value or "\r" in value:
+        raise ValueError(f"{value!r} is not an address such as 'KCrush <news@kcrush.com>'")
+    return formataddr((name, check_email(addr))) if name else check_email(addr)
+
+
+def _check_slug(value: str) -> str:
+    if not _SLUG_RE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a slug: use lowercase letters, digits and inner hyphens, "
+            "at most 64 characters"
+        )
+    return value
+
+
+def _check_language(value: str) -> str:
+    if not _LANGUAGE_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a language tag such as 'en' or 'en-US'")
+    return value
+
+
+def _check_env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(f"{value!r} is not an environment variable name")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+AbsoluteUrl = Annotated[str, AfterValidator(check_absolute_url)]
+TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+Mailbox = Annotated[str, AfterValidator(_check_mailbox)]
+Slug = Annotated[str, AfterValidator(_check_slug)]
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
+class SiteConfig(_Section):
+    title: NonEmpty
+    url: AbsoluteUrl
+    description: str = ""
+    language: Annotated[str, AfterValidator(_check_language)] = "en"
+    timezone: TimeZoneName = "UTC"
+    image: AbsoluteUrl | None = None  # logo used by feeds and the email header
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class StorageConfig(_Section):
+    database: Path = Path("kcrush-feeds.db")
+
+
+class CategoryConfig(_Section):
+    slug: Slug
+    title: NonEmpty
+    description: str = ""
+    match: list[NonEmpty] = Field(default_factory=list)  # record categories it gathers
+
+    @property
+    def matches(self) -> tuple[str, ...]:
+        """Record category names this feed gathers; by default its own title and slug."""
+        return tuple(self.match) if self.match else (self.title, self.slug)
+
+
+class FeedsConfig(_Section):
+    output_dir: Path = Path("public/feeds")
+    base_url: AbsoluteUrl
+    formats: list[Literal["rss", "atom", "json"]] = Field(
+        default_factory=lambda: list(FEED_FORMATS), min_length=1
+    )
+    items_per_feed: int = Field(default=50, ge=1, le=1000)
+    auto_categories: bool = True  # record categories nobody configured get a feed of their own
+    all_title: str | None = None  # title of the "all" feed; default: the site title
+    categories: list[CategoryConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> FeedsConfig:
+        seen: set[str] = set()
+        for i, category in enumerate(self.categories):
+            if category.slug in seen or category.slug == "all":
+                raise ValueError(
+                    f"categories[{i}].slug: {category.slug!r} is used twice "
+                    "('all' is reserved for the feed of everything)"
+                )
+            seen.add(category.slug)
+        if len(set(self.formats)) != len(self.formats):
+            raise ValueError("formats: a format is listed twice")
+        return self
+
+
+class SectionConfig(_Section):
+    title: NonEmpty
+    categories: list[NonEmpty] = Field(min_length=1)  # feed slugs (or record category names)
+
+
+class DigestConfig(_Section):
+    schedule: str = "mon 09:00"
+    first_window: Duration = timedelta(days=7)
+    subject: str | None = None  # a Jinja template; default: templates/email/subject.txt
+    templates_dir: Path | None = None  # overrides for the built-in templates/email
+    from_addr: Mailbox = Field(alias="from")
+    reply_to: Mailbox | None = None
+    list_id: str | None = None  # default: "<site title> weekly <digest.{site host}>"
+    max_items: int = Field(default=40, ge=1, le=500)  # per digest, newest first
+    sections: list[SectionConfig] = Field(default_factory=list)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from .periods import parse_schedule  # local: periods imports nothing from config
+
+        parse_schedule(value)
+        return value
+
+
+class SmtpConfig(_Section):
+    host: NonEmpty
+    port: int = Field(default=587, ge=1, le=65535)
+    tls: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_env: EnvName | None = None
+    ca_file: Path | None = None  # extra CA bundle (a private relay); system CAs otherwise
+    timeout: Duration = timedelta(seconds=30)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    rate_limit: float = Field(default=20, ge=0)  # messages per second over all connections
+    retries: int = Field(default=3, ge=0, le=20)  # in-run retries of a temporary failure
+    messages_per_connection: int = Field(default=100, ge=1)
+    max_hard_bounces: int = Field(default=3, ge=1)
+
+    def password(self) -> str | None:
+        """The password from the environment variable the file names."""
+        return secret_from_env(self.password_env, "smtp.password_env")
+
+
+class SubscriptionsConfig(_Section):
+    base_url: AbsoluteUrl
+    secret_env: EnvName = "KCRUSH_SECRET"
+    confirm_ttl: Duration = timedelta(days=7)
+
+    def secret(self) -> bytes:
+        value = secret_from_env(self.secret_env, "subscriptions.secret_env")
+        if value is None or len(value) < 16:
+            raise ConfigError(
+                f"the environment variable {self.secret_env} (subscriptions.secret_env) "
+                "must hold a secret of at least 16 characters",
+                hint="for example: export "
+                f"{self.secret_env}=$(python3 -c 'import secrets; print(secrets.token_hex(32))')",
+            )
+        return value.encode()
+
+
+class ScheduleConfig(_Section):
+    build_every: Duration = timedelta(minutes=15)
+    misfire_grace_time: Duration = timedelta(hours=6)
+
+
+class SourceConfig(_Section):
+    type: Literal["wordpress", "feed", "file"]
+    name: str | None = None
+    url: AbsoluteUrl | None = None
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _where(self) -> SourceConfig:
+        if self.type == "file" and self.path is None:
+            raise ValueError("a file source needs 'path'")
+        if self.type == "wordpress" and self.url is None:
+            raise ValueError("a wordpress source needs 'url'")
+        if self.type == "feed" and (self.url is None) == (self.path is None):
+            raise ValueError("a feed source needs either 'url' or 'path'")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.url or str(self.path)
+
+
+class Config(_Section):
+    """The whole configuration. ``path`` is the file it came from."""
+
+    path: Path = Field(default=Path(DEFAULT_CONFIG), exclude=True)
+    site: SiteConfig
+    storage: StorageConfig = StorageConfig()
+    feeds: FeedsConfig
+    digest: DigestConfig | None = None
+    smtp: SmtpConfig | None = None
+    subscriptions: SubscriptionsConfig | None = None
+    schedule: ScheduleConfig = ScheduleConfig()
+    sources: list[SourceConfig] = Field(default_factory=list)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the file, made absolute against the file's directory."""
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @property
+    def database_path(self) -> Path:
+        return self.resolve(self.storage.database)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.resolve(self.feeds.output_dir)
+
+    def require_digest(self) -> DigestConfig:
+        if self.digest is None:
+            raise ConfigError(f"{self.path}: [digest]: the section is missing")
+        return self.digest
+
+    def require_smtp(self) -> SmtpConfig:
+        if self.smtp is None:
+            raise ConfigError(f"{self.path}: [smtp]: the section is missing")
+        return self.smtp
+
+    def require_subscriptions(self) -> SubscriptionsConfig:
+        if self.subscriptions is None:
+            raise ConfigError(f"{self.path}: [subscriptions]: the section is missing")
+        return self.subscriptions
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def secret_from_env(name: str | None, key: str) -> str | None:
+    """Read a secret from the environment variable ``name`` (named by config ``key``)."""
+    if name is None:
+        return None
+    value = os.environ.get(name)
+    if value is None:
+        raise ConfigError(
+            f"the environment variable {name} (named by {key}) is not set",
+            hint=f"export {name}=... in the environment that runs kcrush-feeds",
+        )
+    return value
+
+
+def find_config(explicit: str | Path | None) -> Path:
+    """``--config``, else ``$KCRUSH_FEEDS_CONFIG``, else ``./config.toml``."""
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate ``path``; raise ``ConfigError`` naming file, key and problem."""
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(
+            f"{path}: config file not found",
+            hint="create one with 'kcrush-feeds init', or pass --config FILE",
+        ) from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
+    return parse_config(data, path.resolve())
+
+
+def parse_config(data: dict[str, Any], path: Path) -> Config:
+    try:
+        return Config.model_validate({**data, "path": path})
+    except ValidationError as e:
+        raise ConfigError(f"{path}: " + "; ".join(_describe(err) for err in e.errors())) from e
+
+
+def _describe(error: Any) -> str:
+    """One pydantic error as ``key.path: what is wrong``."""
+    key = ""
+    for part in error["loc"]:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    message = str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling against config.example.toml)"
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    message = message.removeprefix("Value error, ")
+    return f"{key}: {message}" if key else message

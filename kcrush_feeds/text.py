@@ -1,0 +1,40 @@
+"""Small text helpers shared by records, feeds and email: plain text out of HTML-ish input."""
+
+from __future__ import annotations
+
+import html
+import re
+
+# C0 controls except tab, newline and carriage return; DEL; C1 controls; the non-characters
+# U+FFFE/U+FFFF and lone surrogates. None of these is allowed in XML 1.0 or useful in a title.
+_CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+_TAG_RE = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.DOTALL)
+_SPACE_RE = re.compile(r"\s+")
+
+
+def strip_controls(value: str) -> tuple[str, int]:
+    """``value`` without control characters, and how many were removed."""
+    cleaned, count = _CONTROL_RE.subn("", value)
+    return cleaned, count
+
+
+def has_tags(value: str) -> bool:
+    return "<" in value and _TAG_RE.search(value) is not None
+
+
+def plain_text(value: str) -> str:
+    """Tags removed, entities decoded, runs of white space (newlines too) made one space."""
+    if "<" in value:
+        value = _TAG_RE.sub(" ", value)
+    if "&" in value:
+        value = html.unescape(value)
+        value, _ = strip_controls(value)  # an entity such as &#11; can decode to a control
+    return _SPACE_RE.sub(" ", value).strip()
+
+
+def truncate(value: str, limit: int) -> str:
+    """At most ``limit`` characters, cut at a word boundary with an ellipsis."""
+    if len(value) <= limit:
+        return value
+    cut = value[: limit - 1].rsplit(" ", 1)[0].rstrip(" ,.;:!?-–—")
+    return cut + "…"
