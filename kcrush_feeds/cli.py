@@ -61,7 +61,7 @@ class CommandError(click.ClickException):
 
     def __init__(self, error: KcrushError) -> None:
         super().__init__(str(error))
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]  # per instance, not per class
 
     def show(self, file: Any = None) -> None:
         click.echo(f"error: {self.format_message()}", err=True)
@@ -84,8 +84,11 @@ class Group(click.Group):
         except Exception as e:
             if _verbosity(ctx) > 0:
                 raise
-            click.echo(f"error: internal error: {type(e).__name__}: {e} "
-                       "(run again with -v for the traceback)", err=True)
+            click.echo(
+                f"error: internal error: {type(e).__name__}: {e} "
+                "(run again with -v for the traceback)",
+                err=True,
+            )
             ctx.exit(EXIT_FAILED)
 
 
@@ -106,8 +109,11 @@ class _Formatter(logging.Formatter):
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
         if self.tty:
-            return message if record.levelno < logging.WARNING else \
-                f"{record.levelname.lower()}: {message}"
+            return (
+                message
+                if record.levelno < logging.WARNING
+                else f"{record.levelname.lower()}: {message}"
+            )
         from datetime import UTC, datetime
 
         stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="seconds")
@@ -120,16 +126,23 @@ def setup_logging(verbosity: int) -> None:
     root = logging.getLogger("kcrush_feeds")
     root.handlers[:] = [handler]
     root.propagate = False
-    root.setLevel(logging.DEBUG if verbosity > 0 else
-                  logging.WARNING if verbosity < 0 else logging.INFO)
+    root.setLevel(
+        logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
+    )
 
 
 pass_app = click.make_pass_decorator(App)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "-c", "config_option", metavar="FILE", envvar=None,
-              help="Config file (default: $KCRUSH_FEEDS_CONFIG, else ./config.toml).")
+@click.option(
+    "--config",
+    "-c",
+    "config_option",
+    metavar="FILE",
+    envvar=None,
+    help="Config file (default: $KCRUSH_FEEDS_CONFIG, else ./config.toml).",
+)
 @click.option("-v", "--verbose", count=True, help="More detail; tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.version_option(__version__, prog_name="kcrush-feeds")

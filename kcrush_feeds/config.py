@@ -34,7 +34,8 @@ from .errors import ConfigError
 
 ENV_CONFIG = "KCRUSH_FEEDS_CONFIG"
 DEFAULT_CONFIG = "config.toml"
-FEED_FORMATS = ("rss", "atom", "json")
+FeedFormat = Literal["rss", "atom", "json"]
+FEED_FORMATS: tuple[FeedFormat, ...] = ("rss", "atom", "json")
 
 _DURATION_RE = re.compile(r"(\d+)\s*([wdhms])")
 _DURATION_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
@@ -167,9 +168,7 @@ class CategoryConfig(_Section):
 class FeedsConfig(_Section):
     output_dir: Path = Path("public/feeds")
     base_url: AbsoluteUrl
-    formats: list[Literal["rss", "atom", "json"]] = Field(
-        default_factory=lambda: list(FEED_FORMATS), min_length=1
-    )
+    formats: list[FeedFormat] = Field(default_factory=lambda: list(FEED_FORMATS), min_length=1)
     items_per_feed: int = Field(default=50, ge=1, le=1000)
     auto_categories: bool = True  # record categories nobody configured get a feed of their own
     all_title: str | None = None  # title of the "all" feed; default: the site title

@@ -43,8 +43,9 @@ class UsageError(KcrushError, ValueError):
 class InputError(KcrushError, ValueError):
     """An input file or source cannot be read on (not one bad record: see RecordError)."""
 
-    def __init__(self, source: str, reason: str, *, line: int | None = None,
-                 hint: str | None = None) -> None:
+    def __init__(
+        self, source: str, reason: str, *, line: int | None = None, hint: str | None = None
+    ) -> None:
         where = source if line is None else f"{source}:{line}"
         super().__init__(f"{where}: {reason}", hint=hint)
         self.source = source

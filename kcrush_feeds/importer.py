@@ -56,8 +56,10 @@ class ImportReport:
                 self.unchanged += 1
 
     def summary(self) -> str:
-        text = (f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{len(self.rejected)} rejected")
+        text = (
+            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{len(self.rejected)} rejected"
+        )
         if self.rolled_back:
             text += " (--strict: nothing was stored)"
         return text
@@ -67,9 +69,16 @@ class _StrictAbort(Exception):
     """Raised inside the strict transaction to roll it back after the whole input was read."""
 
 
-def import_files(store: Store, names: Iterable[str], *, tz: tzinfo, now: datetime,
-                 fmt: Format | None = None, strict: bool = False,
-                 progress: Callable[[int], None] | None = None) -> ImportReport:
+def import_files(
+    store: Store,
+    names: Iterable[str],
+    *,
+    tz: tzinfo,
+    now: datetime,
+    fmt: Format | None = None,
+    strict: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
     """Import every file in ``names`` (``-`` is standard input)."""
     report = ImportReport()
     names = list(names)
@@ -89,8 +98,14 @@ def import_files(store: Store, names: Iterable[str], *, tz: tzinfo, now: datetim
     return report
 
 
-def import_records(store: Store, records: Iterable[tuple[str, int | None, Record]], *,
-                   source: str, now: datetime, report: ImportReport) -> None:
+def import_records(
+    store: Store,
+    records: Iterable[tuple[str, int | None, Record]],
+    *,
+    source: str,
+    now: datetime,
+    report: ImportReport,
+) -> None:
     """Store already-normalised records (from WordPress or a feed) in batches."""
     batch: dict[str, Record] = {}
     for _, _, record in records:
@@ -100,9 +115,17 @@ def import_records(store: Store, records: Iterable[tuple[str, int | None, Record
     _flush(store, batch, source, now, report, commit=True)
 
 
-def _import_one(store: Store, name: str, fmt: Format | None, tz: tzinfo, now: datetime,
-                report: ImportReport, progress: Callable[[int], None] | None, *,
-                commit: bool) -> None:
+def _import_one(
+    store: Store,
+    name: str,
+    fmt: Format | None,
+    tz: tzinfo,
+    now: datetime,
+    report: ImportReport,
+    progress: Callable[[int], None] | None,
+    *,
+    commit: bool,
+) -> None:
     label = "<stdin>" if name == "-" else name
     batch: dict[str, Record] = {}
     first_line: dict[str, int] = {}  # id -> the line it first appeared on in this file
@@ -111,17 +134,23 @@ def _import_one(store: Store, name: str, fmt: Format | None, tz: tzinfo, now: da
         with stream if name != "-" else nullcontext(stream):
             for item in read_records(label, stream, fmt):
                 if isinstance(item, BadLine):
-                    report.rejected.append(Problem(label, item.line,
-                                                   f"{item.field}: {item.reason}"))
+                    report.rejected.append(
+                        Problem(label, item.line, f"{item.field}: {item.reason}")
+                    )
                     continue
                 record = _normalise(label, item, tz, report)
                 if record is None:
                     continue
                 seen = first_line.setdefault(record.id, item.line)
                 if seen != item.line:
-                    report.warnings.append(Problem(
-                        label, item.line, f"id: {record.id!r} appeared already on line "
-                                          f"{seen}; this later record replaces it"))
+                    report.warnings.append(
+                        Problem(
+                            label,
+                            item.line,
+                            f"id: {record.id!r} appeared already on line "
+                            f"{seen}; this later record replaces it",
+                        )
+                    )
                 batch[record.id] = record
                 if len(batch) >= BATCH:
                     _flush(store, batch, label, now, report, commit=commit)
@@ -146,8 +175,15 @@ def _normalise(label: str, item: RawRecord, tz: tzinfo, report: ImportReport) ->
     return record
 
 
-def _flush(store: Store, batch: dict[str, Record], source: str, now: datetime,
-           report: ImportReport, *, commit: bool) -> None:
+def _flush(
+    store: Store,
+    batch: dict[str, Record],
+    source: str,
+    now: datetime,
+    report: ImportReport,
+    *,
+    commit: bool,
+) -> None:
     if not batch:
         return
     records = list(batch.values())

@@ -13,8 +13,16 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SIMPLE_RE = re.compile(r"(?P<day>[a-z]{3})[a-z]*\s+(?P<hour>\d{1,2}):(?P<minute>\d{2})")
 # crontab counts days of the week from Sunday (0 and 7), APScheduler 3.x from Monday:
 # numbers are translated to names so "0 9 * * 1" means Monday in both.
-_CRON_DOW_NAMES = {"0": "sun", "1": "mon", "2": "tue", "3": "wed", "4": "thu", "5": "fri",
-                   "6": "sat", "7": "sun"}
+_CRON_DOW_NAMES = {
+    "0": "sun",
+    "1": "mon",
+    "2": "tue",
+    "3": "wed",
+    "4": "thu",
+    "5": "fri",
+    "6": "sat",
+    "7": "sun",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +50,10 @@ def parse_schedule(text: str) -> Schedule:
     value = text.strip().lower()
     simple = _SIMPLE_RE.fullmatch(value)
     if simple:
-        day, hour, minute = simple["day"], int(simple["hour"]), int(simple["minute"])
-        if day not in DAYS or hour > 23 or minute > 59:
+        weekday, hh, mm = simple["day"], int(simple["hour"]), int(simple["minute"])
+        if weekday not in DAYS or hh > 23 or mm > 59:
             raise ValueError(f"{text!r}: expected a day and a time such as 'mon 09:00'")
-        return Schedule(str(minute), str(hour), "*", "*", day)
+        return Schedule(str(mm), str(hh), "*", "*", weekday)
     fields = value.split()
     if len(fields) != 5:
         raise ValueError(
@@ -53,8 +61,12 @@ def parse_schedule(text: str) -> Schedule:
             "nor a five-field crontab line (such as '0 9 * * mon')"
         )
     minute, hour, day, month, dow = fields
-    for name, field, low, high in (("minute", minute, 0, 59), ("hour", hour, 0, 23),
-                                   ("day", day, 1, 31), ("month", month, 1, 12)):
+    for name, field, low, high in (
+        ("minute", minute, 0, 59),
+        ("hour", hour, 0, 23),
+        ("day", day, 1, 31),
+        ("month", month, 1, 12),
+    ):
         _check_cron_field(text, name, field, low, high)
     return Schedule(minute, hour, day, month, _cron_days(text, dow))
 

@@ -23,8 +23,12 @@ from .errors import InputError, UsageError
 
 Format = Literal["json", "jsonl", "csv"]
 FORMATS: tuple[Format, ...] = ("json", "jsonl", "csv")
-_EXTENSIONS: dict[str, Format] = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
-                                   ".csv": "csv"}
+_EXTENSIONS: dict[str, Format] = {
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".csv": "csv",
+}
 REQUIRED_CSV_COLUMNS = ("url", "title", "published")
 _CHUNK = 1 << 16
 csv.field_size_limit(64 * 1024 * 1024)  # content_html cells can be large
@@ -69,14 +73,16 @@ def open_source(name: str) -> BinaryIO:
         raise InputError(name, f"cannot open: {e.strerror}") from e
 
 
-def read_records(name: str, stream: BinaryIO,
-                 explicit: Format | None = None) -> Iterator[RawRecord | BadLine]:
+def read_records(
+    name: str, stream: BinaryIO, explicit: Format | None = None
+) -> Iterator[RawRecord | BadLine]:
     """Raw records (or bad lines) from ``stream``; ``name`` is used in messages."""
-    buffered = io.BufferedReader(stream) if not hasattr(stream, "peek") else stream
-    head = buffered.peek(4096)[:4096]  # type: ignore[attr-defined]
+    buffered: Any = stream if hasattr(stream, "peek") else io.BufferedReader(stream)
+    head = buffered.peek(4096)[:4096]
     if not head.strip(b"\xef\xbb\xbf \t\r\n"):
-        raise InputError(name, "the file is empty; expected records as a JSON array, "
-                               "JSON Lines or CSV")
+        raise InputError(
+            name, "the file is empty; expected records as a JSON array, JSON Lines or CSV"
+        )
     fmt = detect_format(name, head, explicit)
     if fmt == "jsonl":
         return _read_jsonl(name, buffered)
@@ -94,8 +100,9 @@ def _utf8_text(name: str, stream: BinaryIO) -> Iterator[str]:
             text = decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as e:
             raise InputError(
-                name, f"not UTF-8 text (byte 0x{chunk[e.start]:02x} at offset "
-                      f"{offset + e.start}); save the file as UTF-8"
+                name,
+                f"not UTF-8 text (byte 0x{chunk[e.start]:02x} at offset "
+                f"{offset + e.start}); save the file as UTF-8",
             ) from e
         offset += len(chunk)
         if text:
@@ -113,8 +120,12 @@ def _read_jsonl(name: str, stream: BinaryIO) -> Iterator[RawRecord | BadLine]:
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            yield BadLine(number, "line", f"not UTF-8 text (byte 0x{raw[e.start]:02x} at "
-                                          f"column {e.start + 1}); save the file as UTF-8")
+            yield BadLine(
+                number,
+                "line",
+                f"not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+                f"column {e.start + 1}); save the file as UTF-8",
+            )
             continue
         try:
             data = json.loads(line)
@@ -157,8 +168,7 @@ def _read_json_array(name: str, chunks: Iterator[str]) -> Iterator[RawRecord | B
     more = fill()
     skip_space()
     if buffer[pos : pos + 1] != "[":
-        raise InputError(name, "expected a JSON array of records starting with '['",
-                         line=line)
+        raise InputError(name, "expected a JSON array of records starting with '['", line=line)
     pos += 1
     first = True
     while True:
@@ -171,8 +181,9 @@ def _read_json_array(name: str, chunks: Iterator[str]) -> Iterator[RawRecord | B
             return
         if not first:
             if buffer[pos : pos + 1] != ",":
-                raise InputError(name, "not valid JSON: expected ',' or ']' between records",
-                                 line=line)
+                raise InputError(
+                    name, "not valid JSON: expected ',' or ']' between records", line=line
+                )
             pos += 1
             skip_space()
         first = False
@@ -185,9 +196,12 @@ def _read_json_array(name: str, chunks: Iterator[str]) -> Iterator[RawRecord | B
                     more = fill()
                     continue
                 where = line + buffer.count("\n", pos, e.pos)
-                raise InputError(name, f"not valid JSON: {e.msg}; records before this line "
-                                       "were read, the rest of the file was not",
-                                 line=where) from e
+                raise InputError(
+                    name,
+                    f"not valid JSON: {e.msg}; records before this line "
+                    "were read, the rest of the file was not",
+                    line=where,
+                ) from e
         start_line = line
         line += buffer.count("\n", pos, end)
         pos = end
@@ -207,8 +221,9 @@ def _read_csv(name: str, chunks: Iterator[str]) -> Iterator[RawRecord | BadLine]
         missing.append("categories")
     if missing:
         raise InputError(
-            name, f"the CSV header has no {', '.join(repr(c) for c in missing)} "
-                  f"column(s); it has {', '.join(repr(c) for c in columns) or 'nothing'}",
+            name,
+            f"the CSV header has no {', '.join(repr(c) for c in missing)} "
+            f"column(s); it has {', '.join(repr(c) for c in columns) or 'nothing'}",
             line=1,
         )
     reader.fieldnames = columns
@@ -217,8 +232,11 @@ def _read_csv(name: str, chunks: Iterator[str]) -> Iterator[RawRecord | BadLine]
         start = previous_end + 1
         previous_end = reader.line_num
         if None in row:
-            yield BadLine(start, "line", f"has {len(columns) + len(row[None])} cells; "  # type: ignore[index]
-                                         f"the header has {len(columns)}")
+            yield BadLine(
+                start,
+                "line",
+                f"has {len(columns) + len(row[None])} cells; the header has {len(columns)}",
+            )
             continue
         data = {k: v for k, v in row.items() if v not in (None, "")}
         if data:

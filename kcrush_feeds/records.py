@@ -25,10 +25,25 @@ MAX_URL = 2_048
 MAX_LIST = 100  # categories, tags or authors on one record
 
 KNOWN_FIELDS = frozenset(
-    {"id", "url", "title", "published", "updated", "categories", "category", "summary",
-     "content_html", "image", "authors", "author", "tags",
-     # CSV spells the image object out in columns
-     "image_alt", "image_type", "image_length"}
+    {
+        "id",
+        "url",
+        "title",
+        "published",
+        "updated",
+        "categories",
+        "category",
+        "summary",
+        "content_html",
+        "image",
+        "authors",
+        "author",
+        "tags",
+        # CSV spells the image object out in columns
+        "image_alt",
+        "image_type",
+        "image_length",
+    }
 )
 
 
@@ -58,10 +73,18 @@ class Record:
         """A hash of everything a feed or digest shows: equal means nothing changed."""
         image = self.image
         payload = json.dumps(
-            [self.url, self.title, int(self.published.timestamp()),
-             int(self.updated.timestamp()), self.categories, self.summary, self.content_html,
-             None if image is None else [image.url, image.alt, image.type, image.length],
-             self.authors, self.tags],
+            [
+                self.url,
+                self.title,
+                int(self.published.timestamp()),
+                int(self.updated.timestamp()),
+                self.categories,
+                self.summary,
+                self.content_html,
+                None if image is None else [image.url, image.alt, image.type, image.length],
+                self.authors,
+                self.tags,
+            ],
             ensure_ascii=False,
         )
         return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
@@ -98,8 +121,11 @@ def normalize(raw: Mapping[str, Any], tz: tzinfo) -> tuple[Record, list[str]]:
 
     summary = _text(raw.get("summary"), "summary", warnings)
     if len(summary) > MAX_SUMMARY:
-        raise RecordError("summary", f"is {len(summary):,} characters; the limit is "
-                                     f"{MAX_SUMMARY:,} (put the full text in content_html)")
+        raise RecordError(
+            "summary",
+            f"is {len(summary):,} characters; the limit is "
+            f"{MAX_SUMMARY:,} (put the full text in content_html)",
+        )
     content = _text(raw.get("content_html"), "content_html", warnings)
     if len(content) > MAX_CONTENT_BYTES // 4 and len(content.encode()) > MAX_CONTENT_BYTES:
         warnings.append(
@@ -128,8 +154,14 @@ def normalize(raw: Mapping[str, Any], tz: tzinfo) -> tuple[Record, list[str]]:
 
 
 def _kind(value: object) -> str:
-    return {bool: "true/false", int: "a number", float: "a number", list: "a list",
-            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 def _url(value: object, field: str, *, required: bool) -> str | None:
@@ -184,8 +216,9 @@ def _text(value: object, field: str, warnings: list[str]) -> str:
 def _datetime(value: object, field: str, tz: tzinfo, *, required: bool) -> datetime | None:
     if value is None or value == "":
         if required:
-            raise RecordError(field, "missing: give an ISO 8601 date-time such as "
-                                     "2024-02-26T09:30:00-08:00")
+            raise RecordError(
+                field, "missing: give an ISO 8601 date-time such as 2024-02-26T09:30:00-08:00"
+            )
         return None
     if not isinstance(value, str):
         raise RecordError(field, f"expected an ISO 8601 date-time, got {_kind(value)}")
@@ -207,8 +240,9 @@ def _datetime(value: object, field: str, tz: tzinfo, *, required: bool) -> datet
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
-def _names(raw: Mapping[str, Any], plural: str, singular: str | None,
-           warnings: list[str]) -> tuple[str, ...]:
+def _names(
+    raw: Mapping[str, Any], plural: str, singular: str | None, warnings: list[str]
+) -> tuple[str, ...]:
     """A list of plain-text names from ``plural`` (list, or "a|b" from CSV) or ``singular``."""
     values: list[object] = []
     for field in (plural, singular):
@@ -245,15 +279,23 @@ def _image(raw: Mapping[str, Any]) -> Image | None:
         spec: Mapping[str, Any] = value
         unknown = set(spec) - {"url", "alt", "type", "length"}
         if unknown:
-            raise RecordError("image", f"unknown key(s) {sorted(unknown)}; "
-                                       "expected url, alt, type, length")
+            raise RecordError(
+                "image", f"unknown key(s) {sorted(unknown)}; expected url, alt, type, length"
+            )
     elif value is None or isinstance(value, str):
-        spec = {"url": value, "alt": raw.get("image_alt"), "type": raw.get("image_type"),
-                "length": raw.get("image_length")}
+        spec = {
+            "url": value,
+            "alt": raw.get("image_alt"),
+            "type": raw.get("image_type"),
+            "length": raw.get("image_length"),
+        }
     else:
         raise RecordError("image", f"expected a URL or an object, got {_kind(value)}")
-    url = _url(spec.get("url"), "image.url" if isinstance(value, dict) else "image",
-               required=isinstance(value, dict))
+    url = _url(
+        spec.get("url"),
+        "image.url" if isinstance(value, dict) else "image",
+        required=isinstance(value, dict),
+    )
     if url is None:
         return None
     alt = spec.get("alt") or ""
@@ -264,7 +306,7 @@ def _image(raw: Mapping[str, Any]) -> Image | None:
         raise RecordError("image.type", f"{mime!r} is not a MIME type such as image/jpeg")
     length = spec.get("length")
     try:
-        size = 0 if length in (None, "") else int(length)  # type: ignore[arg-type]
+        size = 0 if length in (None, "") else int(length)
     except (TypeError, ValueError):
         raise RecordError("image.length", f"{length!r} is not a number of bytes") from None
     if size < 0 or isinstance(length, bool | float):

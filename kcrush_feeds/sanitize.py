@@ -12,8 +12,21 @@ from functools import lru_cache
 import nh3
 
 # Tags whose content is dropped along with the tag (the rest keep their text).
-_DROP_WITH_CONTENT = frozenset({"script", "style", "iframe", "object", "embed", "noscript",
-                                "template", "form", "textarea", "select", "button"})
+_DROP_WITH_CONTENT = frozenset(
+    {
+        "script",
+        "style",
+        "iframe",
+        "object",
+        "embed",
+        "noscript",
+        "template",
+        "form",
+        "textarea",
+        "select",
+        "button",
+    }
+)
 _ALLOWED_TAGS = frozenset(nh3.ALLOWED_TAGS) - _DROP_WITH_CONTENT
 _ATTRIBUTES = {
     "a": {"href", "title", "hreflang"},

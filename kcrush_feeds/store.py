@@ -69,8 +69,7 @@ class Store:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).
-            conn = sqlite3.connect(path, isolation_level=None, timeout=30,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA synchronous = FULL")
@@ -140,8 +139,9 @@ class Store:
 
     # --- records -------------------------------------------------------------------------
 
-    def upsert_records(self, records: Sequence[Record], *, source: str,
-                       now: datetime) -> list[Change]:
+    def upsert_records(
+        self, records: Sequence[Record], *, source: str, now: datetime
+    ) -> list[Change]:
         """Insert new records and rewrite changed ones (call inside ``transaction()``).
 
         Returns what happened to each record, in order. Unchanged rows are not written.
@@ -155,9 +155,11 @@ class Store:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            known.update(conn.execute(
-                f"SELECT id, fingerprint FROM records WHERE id IN ({marks})", chunk
-            ).fetchall())
+            known.update(
+                conn.execute(
+                    f"SELECT id, fingerprint FROM records WHERE id IN ({marks})", chunk
+                ).fetchall()
+            )
         stamp = to_timestamp(now)
         inserts: list[tuple[Any, ...]] = []
         updates: list[tuple[Any, ...]] = []
@@ -201,8 +203,9 @@ class Store:
             updates,
         )
         if updates:
-            conn.executemany("DELETE FROM record_categories WHERE record_id = ?",
-                             [(u[-1],) for u in updates])
+            conn.executemany(
+                "DELETE FROM record_categories WHERE record_id = ?", [(u[-1],) for u in updates]
+            )
         conn.executemany(
             "INSERT OR REPLACE INTO record_categories (record_id, category_key, name, "
             "published) VALUES (?,?,?,?)",
@@ -242,7 +245,8 @@ class Store:
     def iter_records_limit(self, limit: int) -> Iterator[Record]:
         rows = self.conn.execute(
             f"SELECT {_RECORD_COLUMNS} FROM records WHERE withdrawn = 0 "
-            "ORDER BY published DESC, id LIMIT ?", (limit,)
+            "ORDER BY published DESC, id LIMIT ?",
+            (limit,),
         )
         return (record_from_row(row) for row in rows)
 
@@ -250,10 +254,17 @@ class Store:
 def _record_row(record: Record) -> tuple[Any, ...]:
     image = record.image
     return (
-        record.id, record.url, record.title, to_timestamp(record.published),
-        to_timestamp(record.updated), record.summary, record.content_html,
-        image.url if image else None, image.alt if image else "",
-        image.type if image else None, image.length if image else 0,
+        record.id,
+        record.url,
+        record.title,
+        to_timestamp(record.published),
+        to_timestamp(record.updated),
+        record.summary,
+        record.content_html,
+        image.url if image else None,
+        image.alt if image else "",
+        image.type if image else None,
+        image.length if image else 0,
         json.dumps(record.categories, ensure_ascii=False),
         json.dumps(record.authors, ensure_ascii=False),
         json.dumps(record.tags, ensure_ascii=False),
@@ -262,15 +273,36 @@ def _record_row(record: Record) -> tuple[Any, ...]:
 
 def record_from_row(row: Sequence[Any]) -> Record:
     """A ``Record`` from a row selected as ``_RECORD_COLUMNS`` (see ``RECORD_COLUMNS``)."""
-    (rid, url, title, published, updated, summary, content, image_url, image_alt,
-     image_type, image_length, categories, authors, tags) = row
+    (
+        rid,
+        url,
+        title,
+        published,
+        updated,
+        summary,
+        content,
+        image_url,
+        image_alt,
+        image_type,
+        image_length,
+        categories,
+        authors,
+        tags,
+    ) = row
     return Record(
-        id=rid, url=url, title=title,
-        published=from_timestamp(published), updated=from_timestamp(updated),
-        categories=tuple(json.loads(categories)), summary=summary, content_html=content,
+        id=rid,
+        url=url,
+        title=title,
+        published=from_timestamp(published),
+        updated=from_timestamp(updated),
+        categories=tuple(json.loads(categories)),
+        summary=summary,
+        content_html=content,
         image=Image(image_url, image_alt, image_type or "image/jpeg", image_length)
-        if image_url else None,
-        authors=tuple(json.loads(authors)), tags=tuple(json.loads(tags)),
+        if image_url
+        else None,
+        authors=tuple(json.loads(authors)),
+        tags=tuple(json.loads(tags)),
     )
 
 

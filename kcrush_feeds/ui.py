@@ -22,9 +22,10 @@ class Progress(Protocol):
 def progress(label: str, total: int | None = None, *, every: float = 10.0) -> Iterator[Progress]:
     """Yield a callable taking how many more items were done."""
     if sys.stderr.isatty() and log.isEnabledFor(logging.INFO):
-        with click.progressbar(length=total or 0, label=label, file=sys.stderr,
-                               show_pos=True) as bar:
-            yield bar.update
+        with click.progressbar(
+            length=total or 0, label=label, file=sys.stderr, show_pos=True
+        ) as bar:
+            yield lambda done: bar.update(done)
         return
     count = 0
     last = time.monotonic()

@@ -92,10 +92,16 @@ class Project:
             path.write_text(content, encoding="utf-8")
         return path
 
-    def run(self, *args: str, input: str | bytes | None = None,
-            env: dict[str, str] | None = None) -> Result:
-        return self.runner.invoke(main, ["--config", str(self.config_path), *args],
-                                  input=input, env=env, catch_exceptions=False)
+    def run(
+        self, *args: str, input: str | bytes | None = None, env: dict[str, str] | None = None
+    ) -> Result:
+        return self.runner.invoke(
+            main,
+            ["--config", str(self.config_path), *args],
+            input=input,
+            env=env,
+            catch_exceptions=False,
+        )
 
 
 @pytest.fixture

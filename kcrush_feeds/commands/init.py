@@ -44,5 +44,4 @@ def init(directory: Path) -> None:
     click.echo(f"wrote {config_path}")
     click.echo(f"wrote {templates}/")
     click.echo(f"created the store {config.database_path}")
-    click.echo("next: edit config.toml, then 'kcrush-feeds import FILE' and "
-               "'kcrush-feeds build'")
+    click.echo("next: edit config.toml, then 'kcrush-feeds import FILE' and 'kcrush-feeds build'")

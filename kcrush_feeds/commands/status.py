@@ -22,9 +22,13 @@ def status(app: App, as_json: bool) -> None:
         "store": str(store.path),
         "schema_version": store.schema_version,
         "records": store.count_records(),
-        "newest": None if newest is None else {
-            "title": newest.title, "published": newest.published.astimezone(tz).isoformat(),
-            "url": newest.url},
+        "newest": None
+        if newest is None
+        else {
+            "title": newest.title,
+            "published": newest.published.astimezone(tz).isoformat(),
+            "url": newest.url,
+        },
         "categories": [
             {"name": name, "records": count, "newest": when.astimezone(tz).isoformat()}
             for name, count, when in store.category_counts()
