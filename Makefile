@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CODE   := kcrush_feeds tests $(wildcard bench)
 
 .PHONY: demo test lint bench clean
 
@@ -16,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/python -m kcrush_feeds.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check kcrush_feeds tests bench
-	$(BIN)/ruff format --check kcrush_feeds tests bench
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 	$(BIN)/mypy
 
 test: lint
