@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m kcrush_feeds.demo
+	$(BIN)/python -m kcrush_feeds.demo examples demo-output
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(CODE)
