@@ -39,7 +39,6 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config
@@ -51,7 +50,6 @@ log = logging.getLogger("kcrush_feeds.schedule")
 
 BUILD = "build"
 DIGEST = "digest"
-DIGEST_CATCH_UP = "digest-catch-up"
 DIGEST_RETRY = "digest-retry"
 
 Clock = Callable[[], datetime]
@@ -226,13 +224,16 @@ def retry_time(
 ) -> datetime | None:
     """When to retry a failed or deferred digest, or None once past the grace period.
 
-    ``attempt`` counts the retries already made (0 for the first).
+    ``attempt`` counts the retries already made (0 for the first). The delays are 5, 10,
+    20, 40, then 60 minutes; the last try is at the end of the grace period.
     """
     delay = min(RETRY_FIRST * (1 << min(attempt, 16)), RETRY_MAX)
-    when = now.astimezone(UTC) + delay
-    if when > scheduled.astimezone(UTC) + grace:
+    now = now.astimezone(UTC)
+    deadline = scheduled.astimezone(UTC) + grace
+    if now >= deadline:
         return None
-    return when
+    # The last try is at the end of the grace period, not skipped because of the backoff.
+    return min(now + delay, deadline)
 
 
 # --- the jobs -----------------------------------------------------------------------------
@@ -345,8 +346,11 @@ class Service:
     """The running ``schedule``: APScheduler plus logging, catch-up and retries.
 
     ``clock`` gives "now" for decisions and for the jobs (pinned in tests); ``timer`` is
-    the real clock APScheduler fires by, used only to place one-off runs (a retry in
-    5 minutes) on its timeline.
+    the real clock APScheduler fires by, used only to place runs on its timeline.
+
+    Only three long-lived jobs are ever added (build, digest, digest-retry); nothing is
+    added or removed while running. (APScheduler 3.x removes a finished one-off job from
+    its scheduler thread, which races with ``shutdown()`` and prints a JobLookupError.)
     """
 
     def __init__(
@@ -358,16 +362,19 @@ class Service:
         timer: Clock,
         ledger: Ledger | None = None,
         workers: int = 2,
+        retry_check: timedelta = timedelta(minutes=1),
     ) -> None:
         self.plan = plan
         self.jobs = jobs
         self.clock = clock
         self.timer = timer
         self.ledger = ledger
+        self.retry_check = retry_check
         self.stop = threading.Event()
         self._digest = plan.digest
-        self._retries = 0
         self._lock = threading.Lock()
+        self._retries = 0
+        self._retry: tuple[datetime, datetime] | None = None  # (when, scheduled) on timer
         self._build: IntervalTrigger = build_trigger(plan.build_every, timer())
         self.scheduler = BackgroundScheduler(
             timezone=plan.tz,
@@ -379,7 +386,7 @@ class Service:
     # -- lifecycle
 
     def start(self) -> None:
-        """Add the jobs (and a catch-up run if one is due) and start firing them."""
+        """Add the jobs (the first build, and a catch-up digest if due, run at once)."""
         now = self.clock()
         self._build = build_trigger(self.plan.build_every, self.timer())
         self.scheduler.add_job(
@@ -388,16 +395,29 @@ class Service:
             id=BUILD,
             name=BUILD,
             misfire_grace_time=None,
+            next_run_time=self.timer(),
         )
         if self._digest is not None:
+            due = self._catch_up(now)
+            # A catch-up is the digest job's first run, now; the trigger takes over after it.
+            extra = {"next_run_time": self.timer()} if due else {}
             self.scheduler.add_job(
                 self._run_digest,
                 self._digest,
                 id=DIGEST,
                 name=DIGEST,
                 misfire_grace_time=max(1, int(self.plan.grace.total_seconds())),
+                **extra,
             )
-            self._catch_up(now)
+            self.scheduler.add_job(
+                self._check_retry,
+                IntervalTrigger(
+                    seconds=self.retry_check.total_seconds(), start_date=self.timer(), timezone=UTC
+                ),
+                id=DIGEST_RETRY,
+                name=DIGEST_RETRY,
+                misfire_grace_time=None,
+            )
         self.scheduler.start()
         log.info(
             "schedule: started in %s; build every %s; %s",
@@ -412,7 +432,8 @@ class Service:
         """Start, then block until ``stop`` is set; the work in flight finishes first."""
         self.start()
         try:
-            self.stop.wait()
+            while not self.stop.wait(1.0):
+                pass
         finally:
             self.shutdown()
 
@@ -426,7 +447,8 @@ class Service:
 
     # -- decisions on start
 
-    def _catch_up(self, now: datetime) -> None:
+    def _catch_up(self, now: datetime) -> bool:
+        """Log what happened to the last digest time; True if it is to be sent now."""
         assert self._digest is not None
         decision = catch_up(self._digest, now, self.plan.grace)
         if decision.kind == "due":
@@ -437,15 +459,8 @@ class Service:
                 decision.fire_time.isoformat(),
                 _duration(self.plan.grace),
             )
-            self.scheduler.add_job(
-                self._run_digest,
-                DateTrigger(self.timer()),
-                id=DIGEST_CATCH_UP,
-                name=DIGEST_CATCH_UP,
-                kwargs={"scheduled": decision.fire_time},
-                misfire_grace_time=None,
-            )
-        elif decision.kind == "missed":
+            return True
+        if decision.kind == "missed":
             assert decision.fire_time is not None and decision.period is not None
             state = self.ledger(decision.period) if self.ledger is not None else None
             if state == "done":
@@ -460,6 +475,7 @@ class Service:
                     _duration(self.plan.grace),
                     self._next_digest(now),
                 )
+        return False
 
     # -- the job wrappers APScheduler calls
 
@@ -470,6 +486,15 @@ class Service:
         log.info(
             "build: %s: %s; next build at %s", outcome.status, outcome.summary, self._next_build()
         )
+
+    def _check_retry(self) -> None:
+        with self._lock:
+            due = self._retry is not None and self._retry[0] <= self.timer()
+            scheduled = self._retry[1] if self._retry is not None else None
+            if due:
+                self._retry = None
+        if due:
+            self._run_digest(scheduled)
 
     def _run_digest(self, scheduled: datetime | None = None) -> None:
         now = self.clock()
@@ -485,25 +510,19 @@ class Service:
         with self._lock:
             if outcome.status == "ok":
                 self._retries = 0
+                self._retry = None
             elif not self.stop.is_set():
                 retry = retry_time(scheduled, self._retries, now, self.plan.grace)
                 self._retries = self._retries + 1 if retry is not None else 0
+                if retry is not None:
+                    # On the timer's timeline: the clock may be pinned (tests, demos).
+                    self._retry = (self.timer() + (retry - now.astimezone(UTC)), scheduled)
         if retry is not None:
-            delay = retry - now.astimezone(UTC)
-            self.scheduler.add_job(
-                self._run_digest,
-                DateTrigger(self.timer() + delay),
-                id=DIGEST_RETRY,
-                name=DIGEST_RETRY,
-                replace_existing=True,
-                kwargs={"scheduled": scheduled},
-                misfire_grace_time=None,
-            )
             log.info(
                 "digest: %s: %s; retrying at %s",
                 outcome.status,
                 outcome.summary,
-                retry.astimezone(self.plan.tz).isoformat(),
+                retry.astimezone(self.plan.tz).isoformat(timespec="seconds"),
             )
             return
         if outcome.status != "ok" and not self.stop.is_set():
