@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -89,7 +90,7 @@ def test_a_daily_job_runs_exactly_once_on_dst_days(
     assert _day(fires, tz, *day) == expected
     # One run on each of the five days, never two within 23 hours of each other.
     assert len(fires) == 5
-    assert all(b - a >= timedelta(hours=23) for a, b in zip(fires, fires[1:], strict=False))
+    assert all(b - a >= timedelta(hours=23) for a, b in pairwise(fires))
 
 
 @pytest.mark.parametrize(
