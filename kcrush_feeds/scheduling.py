@@ -259,7 +259,10 @@ class Jobs(Protocol):
         ...
 
 
-Ledger = Callable[[str], str | None]  # period -> "sending" | "done" | None
+# What the digest ledger says about a period: "done", "sending" (started, not finished),
+# "missing" (no digest for it, earlier ones exist) or "empty" (no digest was ever sent).
+LedgerState = Literal["done", "sending", "missing", "empty"]
+Ledger = Callable[[str], LedgerState]
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,16 +465,22 @@ class Service:
             return True
         if decision.kind == "missed":
             assert decision.fire_time is not None and decision.period is not None
-            state = self.ledger(decision.period) if self.ledger is not None else None
+            state = self.ledger(decision.period) if self.ledger is not None else "missing"
+            when = decision.fire_time.isoformat()
             if state == "done":
-                log.info("digest: the digest of %s was sent", decision.period)
+                log.info("digest: the digest of %s (%s) was sent", decision.period, when)
+            elif state == "empty":
+                log.info(
+                    "digest: no digest sent yet; the first one is at %s", self._next_digest(now)
+                )
             else:
                 log.warning(
-                    "digest: the digest time %s (%s) passed more than %s ago while "
-                    "schedule was not running: that week is missed; the next digest is at "
-                    "%s ('kcrush-feeds send' still sends it by hand)",
-                    decision.fire_time.isoformat(),
+                    "digest: the digest of %s (%s) was %s, and its time passed more than %s "
+                    "ago: schedule leaves that week; the next digest is at %s "
+                    "('kcrush-feeds send' still sends it by hand)",
                     decision.period,
+                    when,
+                    "started but not finished" if state == "sending" else "not sent",
                     _duration(self.plan.grace),
                     self._next_digest(now),
                 )
@@ -483,8 +492,12 @@ class Service:
         now = self.clock()
         log.info("build: started")
         outcome = self._guard(BUILD, self.jobs.build, now)
-        log.info(
-            "build: %s: %s; next build at %s", outcome.status, outcome.summary, self._next_build()
+        log.log(
+            logging.INFO if outcome.status == "ok" else logging.WARNING,
+            "build: %s: %s; next build at %s",
+            outcome.status,
+            outcome.summary,
+            self._next_build(),
         )
 
     def _check_retry(self) -> None:
@@ -518,7 +531,7 @@ class Service:
                     # On the timer's timeline: the clock may be pinned (tests, demos).
                     self._retry = (self.timer() + (retry - now.astimezone(UTC)), scheduled)
         if retry is not None:
-            log.info(
+            log.warning(
                 "digest: %s: %s; retrying at %s",
                 outcome.status,
                 outcome.summary,
@@ -580,7 +593,11 @@ class Service:
         )
 
 
-def digest_state(store: Store, period: str) -> str | None:
-    """The ledger's state of the digest of ``period``: "sending", "done" or None."""
+def digest_state(store: Store, period: str) -> LedgerState:
+    """What the digest ledger in ``store`` says about the digest of ``period``."""
     row = store.conn.execute("SELECT status FROM digests WHERE period = ?", (period,)).fetchone()
-    return None if row is None else str(row[0])
+    if row is not None:
+        return "done" if row[0] == "done" else "sending"
+    if store.conn.execute("SELECT 1 FROM digests LIMIT 1").fetchone() is None:
+        return "empty"
+    return "missing"

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -17,16 +18,19 @@ from kcrush_feeds.errors import BusyError, DeliveryError
 from kcrush_feeds.scheduling import (
     CatchUp,
     JobOutcome,
+    Ledger,
     Plan,
     Service,
     WallClockCronTrigger,
     catch_up,
     describe,
+    digest_state,
     digest_trigger,
     last_fire_time,
     next_fire_times,
     retry_time,
 )
+from kcrush_feeds.store import Store
 
 from .conftest import Project
 
@@ -289,7 +293,7 @@ def service(
     *,
     every: float = 3600,
     schedule: str | None = "mon 09:00",
-    ledger: Callable[[str], str | None] | None = None,
+    ledger: Ledger | None = None,
 ) -> Service:
     plan = Plan(
         tz=LA, build_every=timedelta(seconds=every), grace=timedelta(hours=6), schedule=schedule
@@ -367,14 +371,17 @@ def test_restart_after_the_grace_period_logs_the_missed_week(
 ) -> None:
     now = datetime(2026, 11, 23, 16, 0, tzinfo=LA)  # 7 hours late
     jobs = RecordingJobs()
-    svc = service(jobs, now, ledger=lambda period: None)
+    svc = service(jobs, now, ledger=lambda period: "missing")
     svc.start()
     time.sleep(0.3)
     svc.shutdown()
     assert jobs.sends == []
-    missed = [r for r in logs.records if "that week is missed" in r.getMessage()]
+    missed = [r for r in logs.records if "schedule leaves that week" in r.getMessage()]
     assert len(missed) == 1 and missed[0].levelno == logging.WARNING
-    assert "2026-11-23T09:00:00-08:00 (2026-W48)" in missed[0].getMessage()
+    assert (
+        "the digest of 2026-W48 (2026-11-23T09:00:00-08:00) was not sent, and its time "
+        "passed more than 6h ago" in missed[0].getMessage()
+    )
     assert "the next digest is at 2026-11-30T09:00:00-08:00" in missed[0].getMessage()
 
 
@@ -384,7 +391,9 @@ def test_restart_after_a_sent_digest_says_so(logs: pytest.LogCaptureFixture) -> 
     svc.start()
     svc.shutdown()
     assert jobs.sends == []
-    assert "digest: the digest of 2026-W48 was sent" in [r.getMessage() for r in logs.records]
+    assert "digest: the digest of 2026-W48 (2026-11-23T09:00:00-08:00) was sent" in [
+        r.getMessage() for r in logs.records
+    ]
 
 
 def test_a_deferred_or_busy_digest_is_retried_within_the_grace_period(
@@ -443,3 +452,26 @@ def test_shutdown_waits_for_the_job_in_flight(logs: pytest.LogCaptureFixture) ->
     assert finished.is_set()
     assert seen_stop == [True]  # the job can see that a stop was asked for
     assert len(jobs.builds) == 1
+
+
+def test_the_ledger_state_comes_from_the_store(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "store.db") as store:
+        assert digest_state(store, "2026-W47") == "empty"
+        with store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO digests (period, created_at, since, until, status) "
+                "VALUES ('2026-W46', 0, 0, 0, 'done'), ('2026-W47', 0, 0, 0, 'sending')"
+            )
+        assert digest_state(store, "2026-W46") == "done"
+        assert digest_state(store, "2026-W47") == "sending"
+        assert digest_state(store, "2026-W48") == "missing"
+
+
+def test_a_first_start_does_not_warn_about_a_missed_week(logs: pytest.LogCaptureFixture) -> None:
+    svc = service(RecordingJobs(), datetime(2026, 11, 25, tzinfo=LA), ledger=lambda p: "empty")
+    svc.start()
+    svc.shutdown()
+    assert not [r for r in logs.records if r.levelno >= logging.WARNING]
+    assert "digest: no digest sent yet; the first one is at 2026-11-30T09:00:00-08:00" in [
+        r.getMessage() for r in logs.records
+    ]

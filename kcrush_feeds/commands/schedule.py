@@ -16,7 +16,15 @@ from .. import clock
 from ..cli import App, pass_app
 from ..config import Config
 from ..errors import KcrushError
-from ..scheduling import JobOutcome, Plan, Service, describe, digest_state
+from ..scheduling import (
+    JobOutcome,
+    Ledger,
+    LedgerState,
+    Plan,
+    Service,
+    describe,
+    digest_state,
+)
 from ..store import Store
 
 log = logging.getLogger("kcrush_feeds.schedule")
@@ -58,10 +66,10 @@ def _job_module(module: str, name: str) -> Any:
         raise KcrushError(f"kcrush_feeds.{module}.{name} is not available in this build") from e
 
 
-def ledger(config: Config) -> Any:
-    """period -> the digest's state in the store ("sending", "done" or None)."""
+def ledger(config: Config) -> Ledger:
+    """What the store's digest ledger says about a period (see ``digest_state``)."""
 
-    def state(period: str) -> str | None:
+    def state(period: str) -> LedgerState:
         with Store.open(config.database_path) as store:
             return digest_state(store, period)
 
