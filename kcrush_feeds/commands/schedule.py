@@ -148,9 +148,9 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 
 def _route_apscheduler_logs() -> None:
-    """APScheduler's own warnings go through our handler; its INFO chatter is dropped."""
+    """APScheduler's errors go through our handler; its INFO chatter is dropped."""
     ours = logging.getLogger("kcrush_feeds")
     theirs = logging.getLogger("apscheduler")
     theirs.handlers[:] = list(ours.handlers)
     theirs.propagate = False
-    theirs.setLevel(logging.WARNING)
+    theirs.setLevel(logging.ERROR)  # missed and skipped runs are logged by the Service
