@@ -272,17 +272,25 @@ class Plan:
     tz: ZoneInfo
     build_every: timedelta
     grace: timedelta
-    schedule: str | None  # digest.schedule, None without a [digest] section
+    schedule: str | None  # digest.schedule; None when the digest is not sent
     sources: int = 0
+    why_no_digest: str = "no [digest] section"
 
     @classmethod
     def from_config(cls, config: Config) -> Plan:
+        """The plan for ``config``: the digest only with both [digest] and [smtp]."""
+        schedule = None
+        why = "no [digest] section"
+        if config.digest is not None:
+            schedule = config.digest.schedule if config.smtp is not None else None
+            why = "no [smtp] section"
         return cls(
             tz=config.site.tz,
             build_every=config.schedule.build_every,
             grace=config.schedule.misfire_grace_time,
-            schedule=config.digest.schedule if config.digest is not None else None,
+            schedule=schedule,
             sources=len(config.sources),
+            why_no_digest=why,
         )
 
     @property
@@ -329,6 +337,8 @@ def describe(plan: Plan, now: datetime, count: int = 3) -> list[PlannedJob]:
             runs = [now.astimezone(plan.tz), *runs][:count]
             description += f" (catching up {decision.fire_time.isoformat()} at start)"
         jobs.append(PlannedJob(DIGEST, description, tuple(runs)))
+    else:
+        jobs.append(PlannedJob(DIGEST, f"not sent: {plan.why_no_digest}", ()))
     return jobs
 
 
@@ -422,13 +432,16 @@ class Service:
                 misfire_grace_time=None,
             )
         self.scheduler.start()
-        log.info(
+        log.log(
+            logging.WARNING
+            if self.plan.why_no_digest == "no [smtp] section" and self._digest is None
+            else logging.INFO,
             "schedule: started in %s; build every %s; %s",
             self.plan.tz.key,
             _duration(self.plan.build_every),
             f"digest at {self.plan.schedule!r}, next {self._next_digest(now)}"
             if self._digest is not None
-            else "no [digest] section: no digest",
+            else f"{self.plan.why_no_digest}: the digest is not sent",
         )
 
     def run(self) -> None:

@@ -35,6 +35,7 @@ from kcrush_feeds.store import Store
 from .conftest import Project
 
 LA = ZoneInfo("America/Los_Angeles")
+SMTP = '[smtp]\nhost = "127.0.0.1"\nport = 2525\ntls = "none"\n\n'
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
@@ -196,7 +197,7 @@ def test_retry_backs_off_and_stops_at_the_end_of_the_grace_period() -> None:
 
 
 def test_print_shows_the_next_runs_and_exits(project: Project) -> None:
-    project.append_config('[schedule]\nbuild_every = "10m"\nmisfire_grace_time = "3h"\n')
+    project.append_config(SMTP + '[schedule]\nbuild_every = "10m"\nmisfire_grace_time = "3h"\n')
     result = project.run(
         "schedule", "--print", env={"KCRUSH_FEEDS_NOW": "2026-10-31T16:00:00+00:00"}
     )
@@ -217,6 +218,7 @@ def test_print_shows_the_next_runs_and_exits(project: Project) -> None:
 
 
 def test_print_shows_a_catch_up_run_at_start(project: Project) -> None:
+    project.append_config(SMTP)
     result = project.run(
         "schedule", "--print", "--count", "2", env={"KCRUSH_FEEDS_NOW": "2026-11-23T19:00:00+00:00"}
     )  # 11:00 PST
@@ -226,13 +228,20 @@ def test_print_shows_a_catch_up_run_at_start(project: Project) -> None:
     assert lines[5:] == ["        2026-11-23T11:00:00-08:00", "        2026-11-30T09:00:00-08:00"]
 
 
-def test_describe_without_a_digest_section_lists_only_the_build() -> None:
+def test_print_without_smtp_says_the_digest_is_not_sent(project: Project) -> None:
+    result = project.run("schedule", "--print", "--count", "1")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[3:] == ["digest  not sent: no [smtp] section"]
+
+
+def test_describe_without_a_digest_section() -> None:
     plan = Plan(
         tz=LA, build_every=timedelta(minutes=15), grace=timedelta(hours=6), schedule=None, sources=2
     )
     jobs = describe(plan, datetime(2026, 11, 22, tzinfo=UTC), 1)
     assert [(j.name, j.description) for j in jobs] == [
-        ("build", "every 15m: import 2 sources, then build")
+        ("build", "every 15m: import 2 sources, then build"),
+        ("digest", "not sent: no [digest] section"),
     ]
 
 

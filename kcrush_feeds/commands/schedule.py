@@ -110,8 +110,13 @@ def schedule(app: App, print_only: bool, count: int) -> None:
             for when in job.next_runs:
                 click.echo(f"        {when.isoformat(timespec='seconds')}")
         return
-    # Fail now on a config the jobs cannot use, rather than at the first digest.
+    # Fail now (exit 2) on what the jobs would fail on at every run: the store, and the
+    # secrets the digest needs, rather than at the first digest.
     Store.open(config.database_path).close()
+    if plan.schedule is not None:
+        config.require_smtp().password()
+        if config.subscriptions is not None:
+            config.subscriptions.secret()
     _route_apscheduler_logs()
     service = Service(
         plan,
