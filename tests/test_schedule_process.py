@@ -252,3 +252,19 @@ def test_the_crontab_line_runs_as_written(project: Project, tmp_path: Path, verb
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_schedule_without_the_smtp_password_exits_2_at_once(project: Project) -> None:
+    project.append_config(
+        '[smtp]\nhost = "127.0.0.1"\nusername = "u"\npassword_env = "KCRUSH_TEST_NO_SUCH_VAR"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KCRUSH_TEST_NO_SUCH_VAR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "kcrush_feeds", "--config", str(project.config_path), "schedule"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert "KCRUSH_TEST_NO_SUCH_VAR (named by smtp.password_env) is not set" in result.stderr
