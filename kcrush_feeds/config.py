@@ -260,6 +260,7 @@ class SourceConfig(_Section):
     name: str | None = None
     url: AbsoluteUrl | None = None
     path: Path | None = None
+    categories: list[NonEmpty] = Field(default_factory=list)  # for feed entries with none
 
     @model_validator(mode="after")
     def _where(self) -> SourceConfig:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from ..cli import App, pass_app
+from ..sources import list_states
 
 
 @click.command()
@@ -34,6 +35,20 @@ def status(app: App, as_json: bool) -> None:
             for name, count, when in store.category_counts()
         ],
     }
+    info["sources"] = [
+        {
+            "name": state.name,
+            "kind": state.kind,
+            "url": state.url,
+            "last_success": None
+            if state.last_success is None
+            else state.last_success.astimezone(tz).isoformat(),
+            "cursor": state.cursor,
+            "last_error": state.last_error,
+            "last_summary": state.last_summary,
+        }
+        for state in list_states(store)
+    ]
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
@@ -46,3 +61,13 @@ def status(app: App, as_json: bool) -> None:
         width = max(len(c["name"]) for c in info["categories"])
         for c in info["categories"]:
             click.echo(f"  {c['name']:<{width}}  {c['records']:>6}  newest {c['newest'][:10]}")
+    if info["sources"]:
+        click.echo("sources:")
+        for src in info["sources"]:
+            when = src["last_success"][:16] if src["last_success"] else "never"
+            line = f"  {src['name']} ({src['kind']}): last success {when}"
+            if src["cursor"]:
+                line += f", cursor {src['cursor']}"
+            click.echo(line)
+            if src["last_error"]:
+                click.echo(f"    last error: {src['last_error']}")
