@@ -282,9 +282,8 @@ def _import_wordpress(
             record = _normalise(f"{source.label} post {post.wp_id}", post.raw, config, report)
             if record is not None:
                 batch.append((source.key, None, record))
-        import_records(store, batch, source=source.key, now=now, report=report)
+        restored += _store(store, source, batch, now, report)
         with store.transaction():
-            restored += _set_withdrawn(store, [r.id for _, _, r in batch], withdrawn=False)
             withdrawn += _set_withdrawn(store, gone, withdrawn=True)
         if page.newest_modified is not None and (newest is None or page.newest_modified > newest):
             newest = page.newest_modified
@@ -344,9 +343,7 @@ def _import_feed(
         record = _normalise(f"{source.label} entry {number}", raw, config, report)
         if record is not None:
             batch.append((source.key, None, record))
-    import_records(store, batch, source=source.key, now=now, report=report)
-    with store.transaction():
-        restored = _set_withdrawn(store, [r.id for _, _, r in batch], withdrawn=False)
+    restored = _store(store, source, batch, now, report)
     newest = parsed.newest
     previous = parse_gmt(state.cursor)
     if previous is not None and (newest is None or previous > newest):
@@ -393,6 +390,33 @@ def _normalise(
 
 
 # --- withdrawal -----------------------------------------------------------------------------
+
+
+def _store(
+    store: Store,
+    source: Source,
+    batch: list[tuple[str, int | None, Record]],
+    now: datetime,
+    report: ImportReport,
+) -> int:
+    """Store ``batch``; records of it that were withdrawn are restored. Returns how many."""
+    ids = [record.id for _, _, record in batch]
+    was_withdrawn = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        was_withdrawn.update(
+            row[0]
+            for row in store.conn.execute(
+                f"SELECT id FROM records WHERE withdrawn = 1 AND id IN ({marks})", chunk
+            )
+        )
+    import_records(store, batch, source=source.key, now=now, report=report)
+    if was_withdrawn:
+        with store.transaction():
+            # An unchanged record is not rewritten by the upsert, so clear the flag here.
+            _set_withdrawn(store, sorted(was_withdrawn), withdrawn=False)
+    return len(was_withdrawn)
 
 
 def _set_withdrawn(store: Store, ids: Sequence[str], *, withdrawn: bool) -> int:
