@@ -401,7 +401,7 @@ def _store(
 ) -> int:
     """Store ``batch``; records of it that were withdrawn are restored. Returns how many."""
     ids = [record.id for _, _, record in batch]
-    was_withdrawn = set()
+    was_withdrawn: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
