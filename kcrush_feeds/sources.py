@@ -395,7 +395,7 @@ def _normalise(
 def _store(
     store: Store,
     source: Source,
-    batch: list[tuple[str, int | None, Record]],
+    batch: Sequence[tuple[str, int | None, Record]],
     now: datetime,
     report: ImportReport,
 ) -> int:
