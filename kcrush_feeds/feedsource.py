@@ -86,7 +86,9 @@ def _parse_xml_feed(
 def _xml_entry(entry: Mapping[str, Any], fallback: list[str]) -> dict[str, Any]:
     link = entry.get("link") or ""
     published = _from_struct(entry.get("published_parsed"))
-    updated = _from_struct(entry.get("updated_parsed"))
+    # dict.get: feedparser's own get() maps a missing updated_parsed to published_parsed,
+    # with a DeprecationWarning; we make that choice ourselves below.
+    updated = _from_struct(dict.get(entry, "updated_parsed") if isinstance(entry, dict) else None)
     categories = [t.get("term") or t.get("label") for t in entry.get("tags", []) or []]
     categories = [c for c in categories if c]
     content = ""
