@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/python -m kcrush_feeds.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check kcrush_feeds tests bench
-	$(BIN)/ruff format --check kcrush_feeds tests bench
+	$(BIN)/ruff check kcrush_feeds tests $(wildcard bench)
+	$(BIN)/ruff format --check kcrush_feeds tests $(wildcard bench)
 	$(BIN)/mypy
 
 test: lint

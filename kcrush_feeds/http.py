@@ -23,6 +23,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -200,6 +201,16 @@ class HttpClient:
             response = self._client.send(request, stream=True)
         except httpx.TimeoutException as e:
             raise _Retryable(url, f"timed out ({type(e).__name__})") from e
+        except httpx.ConnectError as e:
+            if _is_tls_failure(e):
+                # A certificate problem will not go away in a few seconds: no retry.
+                raise FetchError(
+                    url,
+                    f"connection failed: {e}",
+                    hint="the site's TLS certificate cannot be verified; "
+                    "for a private CA set SSL_CERT_FILE",
+                ) from e
+            raise _Retryable(url, f"connection failed: {e or type(e).__name__}") from e
         except httpx.TransportError as e:
             raise _Retryable(url, f"connection failed: {e or type(e).__name__}") from e
         try:
@@ -272,6 +283,15 @@ class _Retryable(Exception):
         self.status = status
         self.retry_after = retry_after
         self.body = body
+
+
+def _is_tls_failure(error: BaseException) -> bool:
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(error)
 
 
 def _headers(response: httpx.Response) -> dict[str, str]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -331,8 +331,3 @@ def _int_header(response: Response, name: str, *, default: int | None) -> Any:
     if value is not None and value.strip().isdigit():
         return int(value.strip())
     return default
-
-
-def categories_of(posts: Sequence[Post]) -> set[str]:
-    """Every category name of ``posts`` (for messages and tests)."""
-    return {c for p in posts if p.raw for c in p.raw["categories"]}

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import trustme
 from conftest import Project
 from http_fixtures import (
     CATEGORIES_PATH,
@@ -382,3 +385,25 @@ def server_request() -> object:
         {},
         0.0,
     )
+
+
+def test_tls_certificates_are_verified(tmp_path: Path) -> None:
+    """A server whose certificate no trusted CA signed is refused, naming the URL."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    server = FixtureServer()
+    server.httpd.socket = context.wrap_socket(server.httpd.socket, server_side=True)
+    server.route("/feed", lambda _: Reply(200, b"ok"))
+    server.start()
+    try:
+        url = server.url.replace("http://", "https://") + "/feed"
+        with HttpClient(FAST) as client, pytest.raises(FetchError) as caught:
+            client.get(url)
+        assert str(caught.value).startswith(f"{url}: connection failed: ")
+        assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
+        assert "gave up" not in str(caught.value)  # not retried: it would fail again
+        assert server.requests("/feed") == []
+    finally:
+        server.stop()
