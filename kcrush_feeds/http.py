@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 import httpx
 
@@ -54,7 +55,8 @@ class FetchError(KcrushError, ConnectionError):
         body: bytes = b"",
         hint: str | None = None,
     ) -> None:
-        where = f"{url}: HTTP {status}" if status is not None else url
+        shown = unquote(url)  # for people: "_embed=author,wp:term", not "author%2Cwp%3Aterm"
+        where = f"{shown}: HTTP {status}" if status is not None else shown
         super().__init__(f"{where}: {reason}" if reason else where, hint=hint)
         self.url = url
         self.status = status
@@ -324,4 +326,5 @@ def _retry_after(value: str | None, now: datetime | None = None) -> float | None
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    # An HTTP-date is relative to the wall clock by definition, so the clock is read here.
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

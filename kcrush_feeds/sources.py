@@ -206,14 +206,17 @@ def import_sources(
     """Import every source (default: ``config.sources``); one report per source.
 
     A source that fails is recorded (``sources.last_error``) and reported; the others
-    still run. ``full`` re-reads WordPress sites from the start and withdraws what they no
-    longer list, and ignores the ETag of feeds.
+    still run. Failures are logged as warnings unless ``on_report`` is given (the caller
+    then shows each report itself). ``full`` re-reads WordPress sites from the start and
+    withdraws what they no longer list, and ignores the ETag of feeds.
     """
     chosen = list(config_sources(config) if sources is None else sources)
     reports = []
     with HttpClient(settings or HttpSettings()) as client:
         for source in chosen:
-            report = import_source(source, config, store, now, client=client, full=full)
+            report = import_source(
+                source, config, store, now, client=client, full=full, log_errors=on_report is None
+            )
             reports.append(report)
             if on_report is not None:
                 on_report(report)
@@ -228,6 +231,7 @@ def import_source(
     *,
     client: HttpClient,
     full: bool = False,
+    log_errors: bool = True,
 ) -> SourceReport:
     """Import one source; errors become the report's ``error`` (and ``last_error``)."""
     state = get_state(store, source)
@@ -239,7 +243,8 @@ def import_source(
         else:
             report = _import_file(source, config, store, now)
     except KcrushError as e:
-        log.warning("%s: %s", source.label, e)
+        if log_errors:
+            log.warning("%s: %s", source.label, e)
         _save(store, source, now, last_error=str(e))
         return SourceReport(source, error=str(e))
     _save(
@@ -287,6 +292,8 @@ def _import_wordpress(
             withdrawn += _set_withdrawn(store, gone, withdrawn=True)
         if page.newest_modified is not None and (newest is None or page.newest_modified > newest):
             newest = page.newest_modified
+        if page.total_pages > 1:
+            log.info("%s: page %d of %d stored", source.label, page.page, page.total_pages)
         # Saved after every stored page (oldest edits first), so an interrupted run resumes
         # where it stopped instead of starting over.
         _save(store, source, now, cursor=format_utc(newest) if newest else None)

@@ -143,7 +143,7 @@ class WordPressSite:
                 # page past the end with 400 rest_post_invalid_page_number. Nothing is lost.
                 if page > 1 and e.status == 400 and b"rest_post_invalid_page_number" in e.body:
                     return
-                raise
+                raise _explain(e) from e
             items = self._json_list(response)
             total_pages = _int_header(
                 response, "x-wp-totalpages", default=1 if page == 1 else total_pages
@@ -245,6 +245,31 @@ class WordPressSite:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _explain(error: FetchError) -> FetchError:
+    """Add WordPress's own error (``{"code", "message"}``) and a hint to an HTTP error."""
+    if error.status is None:
+        return error
+    detail = ""
+    try:
+        body = json.loads(error.body)
+        if isinstance(body, dict) and isinstance(body.get("code"), str):
+            detail = f" ({body['code']}: {plain_text(str(body.get('message', '')))})"
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        pass
+    hints = {
+        401: "the REST API asks for a login: a security plugin may restrict it",
+        403: "the REST API is forbidden: a security plugin or firewall may block it",
+        404: "no REST API here: check the site's address, or whether the REST API is disabled",
+    }
+    return FetchError(
+        error.url,
+        error.reason + detail,
+        status=error.status,
+        body=error.body,
+        hint=hints.get(error.status, error.hint),
+    )
 
 
 def _record_id(item: Mapping[str, Any], host: str, wp_id: int) -> str:

@@ -361,11 +361,17 @@ def test_a_failing_source_does_not_stop_the_others(
         name = "KCrush"
         url = "{server.url}"
     """)
-    server.route("/broken/wp-json/wp/v2/posts", lambda _: Reply(404, b'{"code":"rest_no_route"}'))
+    no_route = (
+        b'{"code":"rest_no_route","message":"No route was found matching the URL and '
+        b'request method.","data":{"status":404}}'
+    )
+    server.route("/broken/wp-json/wp/v2/posts", lambda _: Reply(404, no_route))
     code, out, err = run_import(project)  # no SOURCE: the configured sources
     assert code == 1
     assert f"error: broken (wordpress): {server.url}/broken/wp-json/wp/v2/posts?" in err
-    assert "HTTP 404" in err
+    assert "HTTP 404: Not Found (rest_no_route: No route was found" in err
+    assert "hint: no REST API here: check the site's address" in err
+    assert err.count("/broken/wp-json/wp/v2/posts") == 1  # said once, not logged twice
     assert "KCrush (wordpress): fetched 230 posts in 3 pages: 230 added" in out
     states = rows(
         project, "SELECT name, last_error IS NULL, last_success IS NULL FROM sources ORDER BY rowid"
