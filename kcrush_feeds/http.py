@@ -133,7 +133,10 @@ class HttpClient:
 
         Retries 429/5xx replies and transport errors with backoff; follows redirects.
         """
-        request_url = str(httpx.URL(url, params=dict(params) if params else None))
+        try:
+            request_url = str(httpx.URL(url, params=dict(params) if params else None))
+        except httpx.InvalidURL as e:
+            raise FetchError(url, f"not a valid URL: {e}") from e
         s = self.settings
         attempt = 0
         while True:
