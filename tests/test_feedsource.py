@@ -8,8 +8,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from conftest import Project
-from http_fixtures import (
+
+from kcrush_feeds.store import Store
+
+from .conftest import Project
+from .http_fixtures import (
     FeedEndpoint,
     FixtureServer,
     Reply,
@@ -18,8 +21,6 @@ from http_fixtures import (
     rss_feed,
     serve,
 )
-
-from kcrush_feeds.store import Store
 
 
 @pytest.fixture

@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 import trustme
-from conftest import Project
-from http_fixtures import (
+
+from kcrush_feeds.http import USER_AGENT, FetchError, HttpClient, HttpSettings
+from kcrush_feeds.sources import Source, import_sources
+from kcrush_feeds.store import Store
+from kcrush_feeds.wordpress import CURSOR_OVERLAP
+
+from .conftest import Project
+from .http_fixtures import (
     CATEGORIES_PATH,
     POSTS_PATH,
     FixtureServer,
@@ -22,11 +28,6 @@ from http_fixtures import (
     serve,
     wordpress_site,
 )
-
-from kcrush_feeds.http import USER_AGENT, FetchError, HttpClient, HttpSettings
-from kcrush_feeds.sources import Source, import_sources
-from kcrush_feeds.store import Store
-from kcrush_feeds.wordpress import CURSOR_OVERLAP
 
 FAST = HttpSettings(backoff=0.05, retries=2, read_timeout=5, connect_timeout=5)
 
@@ -383,7 +384,7 @@ def test_a_failing_source_does_not_stop_the_others(
 
 
 def server_request() -> object:
-    from http_fixtures import Seen
+    from .http_fixtures import Seen
 
     return Seen(
         POSTS_PATH,
