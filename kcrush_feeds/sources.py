@@ -297,7 +297,18 @@ def _import_wordpress(
         # Saved after every stored page (oldest edits first), so an interrupted run resumes
         # where it stopped instead of starting over.
         _save(store, source, now, cursor=format_utc(newest) if newest else None)
-    if full:
+    if not site.complete:
+        # Posts were deleted (or the count changed) while we paged: some may have shifted
+        # onto a page already read. Ask again from the old cursor next time, and withdraw
+        # nothing on the strength of an incomplete listing.
+        log.warning(
+            "%s: the site changed while it was read; the next import reads this window again",
+            source.label,
+        )
+        previous = state.cursor
+        _save(store, source, now, cursor=previous)
+        newest = parse_gmt(previous)
+    elif full:
         withdrawn += _withdraw_absent(store, source, seen)
     return SourceReport(
         source,

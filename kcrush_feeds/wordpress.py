@@ -128,33 +128,52 @@ class WordPressSite:
         self.root = api_root(site)
         self.host = urlsplit(self.root).hostname or "site"
         self.requests = 0
+        self.complete = False  # after posts(): True if the listing was read whole and stable
         self._categories: dict[int, str] = {}
 
     def posts(self, *, modified_after: datetime | None = None) -> Iterator[PostPage]:
-        """Every page of posts modified after ``modified_after`` (all posts when None)."""
+        """Every page of posts modified after ``modified_after`` (all posts when None).
+
+        Pages are followed by ``X-WP-TotalPages``; a site (or proxy) that drops the
+        ``X-WP-*`` headers is paged until a short page. Afterwards ``complete`` says
+        whether the listing was read whole while ``X-WP-Total`` stayed the same.
+        """
         url = f"{self.root}/wp/v2/posts"
         page = 1
         total_pages = 1
+        first_total: int | None = None
+        stable = True
+        read = 0
+        self.complete = False
         while page <= total_pages:
             try:
                 response = self._get(url, posts_params(page, modified_after))
             except FetchError as e:
-                # Posts deleted while we paged shrink the collection: WordPress answers a
-                # page past the end with 400 rest_post_invalid_page_number. Nothing is lost.
                 if page > 1 and e.status == 400 and b"rest_post_invalid_page_number" in e.body:
+                    # A page past the end: without headers that is the normal end; with
+                    # them, posts were deleted while we paged and what shifted onto pages
+                    # already read was missed.
+                    self.complete = first_total is None and stable
                     return
                 raise _explain(e) from e
             items = self._json_list(response)
-            total_pages = _int_header(
-                response, "x-wp-totalpages", default=1 if page == 1 else total_pages
-            )
-            total = _int_header(response, "x-wp-total", default=None)
+            total = _int_header(response, "x-wp-total")
+            pages = _int_header(response, "x-wp-totalpages")
+            # Without the header (a proxy dropped it), a full page means there may be more.
+            more = page + 1 if len(items) >= PER_PAGE else page
+            total_pages = more if pages is None else pages
+            if page == 1:
+                first_total = total
+            elif total != first_total:
+                stable = False  # the collection changed under us
+            read += len(items)
             missing = {cid for item in items for cid in _missing_category_ids(item)}
             if missing:
                 self._resolve_categories(missing)
             posts = tuple(self._post(item, response.url) for item in items)
             yield PostPage(page, max(total_pages, page), total, posts, response.url)
             page += 1
+        self.complete = stable and (first_total is None or read == first_total)
 
     # --- one post -------------------------------------------------------------------
 
@@ -351,8 +370,8 @@ def _image(embedded: Mapping[str, Any]) -> dict[str, Any] | None:
     return image
 
 
-def _int_header(response: Response, name: str, *, default: int | None) -> Any:
+def _int_header(response: Response, name: str) -> int | None:
     value = response.header(name)
     if value is not None and value.strip().isdigit():
         return int(value.strip())
-    return default
+    return None

@@ -23,6 +23,7 @@ from .http_fixtures import (
     POSTS_PATH,
     FixtureServer,
     Reply,
+    Seen,
     WordPressSite,
     example_records,
     serve,
@@ -383,9 +384,7 @@ def test_a_failing_source_does_not_stop_the_others(
     assert report["sources"][0]["last_error"].startswith(f"{server.url}/broken/wp-json")
 
 
-def server_request() -> object:
-    from .http_fixtures import Seen
-
+def server_request() -> Seen:
     return Seen(
         POSTS_PATH,
         {"per_page": "100", "page": "1", "orderby": "modified", "order": "asc", "_embed": "1"},
@@ -414,3 +413,43 @@ def test_tls_certificates_are_verified(tmp_path: Path) -> None:
         assert server.requests("/feed") == []
     finally:
         server.stop()
+
+
+def test_posts_deleted_while_paging_withdraw_nothing_until_a_stable_reread(
+    project: Project, server: FixtureServer, site: WordPressSite
+) -> None:
+    assert run_import(project, "--wordpress", server.url)[0] == 0
+    [(cursor_before,)] = rows(project, "SELECT cursor FROM sources")
+
+    def deleting_after_page_one(request: Seen) -> Reply:
+        reply = site.handle_posts(request)
+        if request.query["page"] == "1":
+            for wp_id in range(1101, 1201):  # 100 posts deleted while we read page 1
+                site.delete(wp_id)
+        return reply
+
+    server.route(POSTS_PATH, deleting_after_page_one)
+    code, out, err = run_import(project, "--wordpress", server.url, "--full")
+    assert code == 0, err
+    assert "the site changed while it was read" in err
+    assert "withdrawn" not in out  # an incomplete listing withdraws nothing
+    assert rows(project, "SELECT count(*) FROM records WHERE withdrawn = 1") == [(0,)]
+    assert rows(project, "SELECT cursor FROM sources") == [(cursor_before,)]
+
+    server.route(POSTS_PATH, site.handle_posts)
+    code, out, _ = run_import(project, "--wordpress", server.url, "--full")
+    assert code == 0 and ", 100 withdrawn" in out
+
+
+def test_a_site_without_pagination_headers_is_paged_until_a_short_page(
+    project: Project, server: FixtureServer, site: WordPressSite
+) -> None:
+    def without_headers(request: Seen) -> Reply:
+        reply = site.handle_posts(request)
+        reply.headers = {k: v for k, v in reply.headers.items() if not k.startswith("X-WP-")}
+        return reply
+
+    server.route(POSTS_PATH, without_headers)
+    code, out, err = run_import(project, "--wordpress", server.url)
+    assert code == 0, err
+    assert "fetched 230 posts in 3 pages: 230 added" in out
