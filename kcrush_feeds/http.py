@@ -128,10 +128,13 @@ class HttpClient:
         *,
         params: Mapping[str, str | int] | None = None,
         headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
     ) -> Response:
         """GET ``url``; a 2xx or 304 reply, or ``FetchError``.
 
         Retries 429/5xx replies and transport errors with backoff; follows redirects.
+        ``auth`` (HTTP Basic) is sent only to the origin of ``url``, never after a
+        redirect to another host.
         """
         try:
             request_url = str(httpx.URL(url, params=dict(params) if params else None))
@@ -142,7 +145,7 @@ class HttpClient:
         while True:
             attempt += 1
             try:
-                response = self._send_following(request_url, headers or {})
+                response = self._send_following(request_url, headers or {}, auth)
             except _Retryable as e:
                 if attempt > s.retries:
                     raise FetchError(
@@ -177,11 +180,15 @@ class HttpClient:
         # Exponential backoff with a little jitter so parallel clients do not stampede.
         return float(s.backoff * 2 ** (attempt - 1) * (1 + random.random() * 0.1))
 
-    def _send_following(self, url: str, headers: Mapping[str, str]) -> Response:
+    def _send_following(
+        self, url: str, headers: Mapping[str, str], auth: tuple[str, str] | None
+    ) -> Response:
         seen = [url]
+        origin = httpx.URL(url).copy_with(path="/", query=None, fragment=None)
         request = self._client.build_request("GET", url, headers=headers)
         while True:
-            result = self._send_one(request)
+            same_origin = request.url.copy_with(path="/", query=None, fragment=None) == origin
+            result = self._send_one(request, auth if same_origin else None)
             if isinstance(result, Response):
                 return result
             next_url = str(result.url)
@@ -198,12 +205,14 @@ class HttpClient:
             seen.append(next_url)
             request = result
 
-    def _send_one(self, request: httpx.Request) -> Response | httpx.Request:
+    def _send_one(
+        self, request: httpx.Request, auth: tuple[str, str] | None
+    ) -> Response | httpx.Request:
         """One exchange: a final Response, the next Request of a redirect, or _Retryable."""
         url = str(request.url)
         limit = self.settings.max_bytes
         try:
-            response = self._client.send(request, stream=True)
+            response = self._client.send(request, stream=True, auth=auth)
         except httpx.TimeoutException as e:
             raise _Retryable(url, f"timed out ({type(e).__name__})") from e
         except httpx.ConnectError as e:

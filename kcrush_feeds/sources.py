@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from .config import Config, SourceConfig
+from .config import Config, SourceConfig, secret_from_env
 from .errors import InputError, KcrushError, RecordError
 from .feedsource import parse_feed
 from .http import MB, HttpClient, HttpSettings
@@ -44,6 +44,8 @@ class Source:
     location: str  # a URL, or a file path
     name: str = ""
     categories: tuple[str, ...] = ()  # feed entries without a category get these
+    username: str | None = None  # WordPress: with password_env, every post status is read
+    password_env: str | None = None
 
     @property
     def key(self) -> str:
@@ -64,7 +66,14 @@ class Source:
         else:
             assert entry.path is not None
             location = str(config.resolve(entry.path))
-        return cls(entry.type, location, entry.name or "", tuple(entry.categories))
+        return cls(
+            entry.type,
+            location,
+            entry.name or "",
+            tuple(entry.categories),
+            entry.username,
+            entry.password_env,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,7 +276,11 @@ def _import_wordpress(
     client: HttpClient,
     full: bool,
 ) -> SourceReport:
-    site = WordPressSite(client, source.location)
+    auth = None
+    if source.username is not None:
+        password = secret_from_env(source.password_env, f"sources ({source.label}).password_env")
+        auth = (source.username, password or "")
+    site = WordPressSite(client, source.location, auth=auth)
     cursor = None if full else parse_gmt(state.cursor)
     newest = parse_gmt(state.cursor)
     after = None if cursor is None else cursor - CURSOR_OVERLAP

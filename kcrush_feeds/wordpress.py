@@ -41,6 +41,9 @@ from .text import plain_text
 PER_PAGE = 100  # the most WordPress allows
 EMBED = "author,wp:term,wp:featuredmedia"
 LIVE_STATUSES = frozenset({"publish", "future"})  # "future": stored, shown when its time comes
+# With credentials we ask for every status a reader of the site could once have seen, so a
+# post unpublished, made private or trashed is reported and withdrawn.
+ALL_STATUSES = "publish,future,draft,pending,private,trash"
 # WordPress may compare modified_after with the site-local post_modified column, so we ask
 # from this much before the cursor: no edit is missed whatever the site's time zone (UTC-12
 # to UTC+14). The overlap costs a few unchanged posts, recognised by their fingerprint.
@@ -90,7 +93,9 @@ def api_root(site: str) -> str:
     return f"{base}/wp-json"
 
 
-def posts_params(page: int, modified_after: datetime | None) -> dict[str, str | int]:
+def posts_params(
+    page: int, modified_after: datetime | None, *, every_status: bool = False
+) -> dict[str, str | int]:
     """The query of one page of posts (documented in docs/sources.md)."""
     params: dict[str, str | int] = {
         "per_page": PER_PAGE,
@@ -101,6 +106,8 @@ def posts_params(page: int, modified_after: datetime | None) -> dict[str, str | 
     }
     if modified_after is not None:
         params["modified_after"] = format_utc(modified_after)
+    if every_status:
+        params["status"] = ALL_STATUSES
     return params
 
 
@@ -122,8 +129,11 @@ def parse_gmt(value: object) -> datetime | None:
 class WordPressSite:
     """The REST API of one site, read through ``client``."""
 
-    def __init__(self, client: HttpClient, site: str) -> None:
+    def __init__(
+        self, client: HttpClient, site: str, *, auth: tuple[str, str] | None = None
+    ) -> None:
         self.client = client
+        self.auth = auth
         self.site = site
         self.root = api_root(site)
         self.host = urlsplit(self.root).hostname or "site"
@@ -147,7 +157,9 @@ class WordPressSite:
         self.complete = False
         while page <= total_pages:
             try:
-                response = self._get(url, posts_params(page, modified_after))
+                response = self._get(
+                    url, posts_params(page, modified_after, every_status=self.auth is not None)
+                )
             except FetchError as e:
                 if page > 1 and e.status == 400 and b"rest_post_invalid_page_number" in e.body:
                     # A page past the end: without headers that is the normal end; with
@@ -231,7 +243,9 @@ class WordPressSite:
 
     def _get(self, url: str, params: Mapping[str, str | int]) -> Response:
         self.requests += 1
-        return self.client.get(url, params=params, headers={"Accept": "application/json"})
+        return self.client.get(
+            url, params=params, headers={"Accept": "application/json"}, auth=self.auth
+        )
 
     def _json_list(self, response: Response) -> list[dict[str, Any]]:
         try:

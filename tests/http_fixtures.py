@@ -14,6 +14,7 @@ Posts come from examples/records.jsonl, so the fixtures read like the magazine.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import html
 import json
@@ -187,6 +188,8 @@ class WordPressSite:
 
     base: str
     posts: list[dict[str, Any]] = field(default_factory=list)
+    # HTTP Basic for user "feeds", application password "abcd efgh ijkl mnop"
+    auth: str = "Basic " + base64.b64encode(b"feeds:abcd efgh ijkl mnop").decode()
 
     def post(self, wp_id: int) -> dict[str, Any]:
         return next(p for p in self.posts if p["id"] == wp_id)
@@ -212,7 +215,12 @@ class WordPressSite:
                 "rest_invalid_param",
                 "per_page must be between 1 (inclusive) and 100 (inclusive)",
             )
-        posts = self.posts
+        statuses = {"publish"}
+        if "status" in q:
+            statuses = set(q["status"].split(","))
+            if statuses != {"publish"} and request.headers.get("authorization") != self.auth:
+                return _error(401, "rest_forbidden_status", "Status is forbidden.")
+        posts = [p for p in self.posts if p["status"] in statuses]
         if "modified_after" in q:
             after = datetime.fromisoformat(q["modified_after"].replace("Z", "+00:00"))
             posts = [

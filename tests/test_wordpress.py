@@ -184,7 +184,7 @@ def test_full_reread_withdraws_what_the_site_no_longer_lists(
 ) -> None:
     assert run_import(project, "--wordpress", server.url)[0] == 0
     site.delete(1016)  # "KCrush Interview with TravelingWill" is deleted
-    site.post(1017)["status"] = "draft"  # visible with credentials: not published any more
+    site.post(1017)["status"] = "draft"  # unpublished: no longer listed without credentials
 
     code, out, err = run_import(project, "--wordpress", server.url, "--full")
     assert code == 0, err
@@ -453,3 +453,48 @@ def test_a_site_without_pagination_headers_is_paged_until_a_short_page(
     code, out, err = run_import(project, "--wordpress", server.url)
     assert code == 0, err
     assert "fetched 230 posts in 3 pages: 230 added" in out
+
+
+def test_with_credentials_unpublished_posts_are_withdrawn_incrementally(
+    project: Project, server: FixtureServer, site: WordPressSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KCRUSH_WP_PASSWORD", "abcd efgh ijkl mnop")
+    project.append_config(f"""
+        [[sources]]
+        type = "wordpress"
+        name = "KCrush"
+        url = "{server.url}"
+        username = "feeds"
+        password_env = "KCRUSH_WP_PASSWORD"
+    """)
+    assert run_import(project)[0] == 0
+    first = server.requests(POSTS_PATH)[0]
+    assert first.query["status"] == "publish,future,draft,pending,private,trash"
+    assert first.headers["authorization"] == site.auth
+
+    site.post(1017)["status"] = "private"
+    site.post(1017)["modified_gmt"] = "2030-01-01T00:00:00"
+    code, out, err = run_import(project)
+    assert code == 0, err
+    assert "modified_after" in server.requests(POSTS_PATH)[-1].query  # not a full re-read
+    assert ", 1 withdrawn" in out
+    assert rows(project, "SELECT id FROM records WHERE withdrawn = 1") == [
+        (f"{server.url}/?p=1017",)
+    ]
+
+
+def test_wrong_credentials_are_reported(
+    project: Project, server: FixtureServer, site: WordPressSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KCRUSH_WP_PASSWORD", "wrong")
+    project.append_config(f"""
+        [[sources]]
+        type = "wordpress"
+        url = "{server.url}"
+        username = "feeds"
+        password_env = "KCRUSH_WP_PASSWORD"
+    """)
+    code, _, err = run_import(project)
+    assert code == 1
+    assert "HTTP 401: Unauthorized (rest_forbidden_status: Status is forbidden.)" in err
+    assert "hint: the REST API asks for a login" in err
