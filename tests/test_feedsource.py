@@ -151,3 +151,22 @@ def test_not_a_feed_is_a_clear_error(project: Project, server: FixtureServer) ->
         f"error: {server.url}/page (feed): {server.url}/page: not an RSS, Atom or JSON feed"
         in result.stderr
     )
+
+
+def test_json_report_and_usage_errors(project: Project, server: FixtureServer) -> None:
+    feed = FeedEndpoint(rss_feed(example_records()[:3]), "application/rss+xml")
+    server.route("/feed", feed.handle)
+    result = project.run("import", "--json", f"{server.url}/feed")
+    assert result.exit_code == 0, result.stderr
+    [report] = json.loads(result.stdout)["sources"]
+    assert report["kind"] == "feed" and report["ok"] is True
+    assert (report["fetched"], report["added"], report["not_modified"]) == (3, 3, False)
+
+    bad = project.run("import", "--wordpress", "www.kcrush.com")
+    assert bad.exit_code == 2
+    assert "'www.kcrush.com' is not an http(s) URL" in bad.stderr
+    strict = project.run("import", "--strict", f"{server.url}/feed")
+    assert strict.exit_code == 2
+    assert "--strict and --format apply to files only" in strict.stderr
+    nothing = project.run("import")
+    assert nothing.exit_code == 2 and "nothing to import" in nothing.stderr
