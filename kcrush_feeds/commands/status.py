@@ -69,5 +69,8 @@ def status(app: App, as_json: bool) -> None:
             if src["cursor"]:
                 line += f", cursor {src['cursor']}"
             click.echo(line)
+            if src["last_summary"]:
+                click.echo(f"    last import: {src['last_summary']}")
             if src["last_error"]:
-                click.echo(f"    last error: {src['last_error']}")
+                error = src["last_error"].replace("\n", "\n    ")
+                click.echo(f"    last error: {error}")
