@@ -210,8 +210,11 @@ def add_subscriber(
 
     ``categories`` must already be validated (``check_categories``).
     """
-    address = normalize_email(email)
-    name = clean_name(name)
+    try:
+        address = normalize_email(email)
+        name = clean_name(name)
+    except SubscriberError as e:
+        raise SubscriberError(f"{email.strip()!r}: {e.message}") from e
     check_status(status)
     with store.transaction() as conn:
         existing = get_subscriber(store, address)
