@@ -136,7 +136,7 @@ def compute_digest(
     return Digest(
         0,
         period,
-        now.replace(microsecond=0),
+        from_timestamp(to_timestamp(now)),
         tuple(items),
         from_timestamp(since),
         from_timestamp(to_timestamp(now)),
