@@ -17,6 +17,7 @@ before a header is written.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import hashlib
 import html as html_lib
@@ -25,7 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from email import policy
-from email.utils import format_datetime, formataddr, parseaddr
+from email.headerregistry import Address
+from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,6 +69,9 @@ _SLOT_BY_TEXT = {text: name for name, text in _SLOT_TEXT.items()}
 _SOFT_BREAK = b"=\r\n"
 _QP_LINE = 76
 _SPACE_RE = re.compile(r"\s+")
+# A display name that needs no quoting: atoms (RFC 5322 atext) separated by spaces.
+_ATOMS_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_WORD_BYTES = 45  # UTF-8 bytes in one encoded word: 60 base64 characters, a short line
 _BLANK_LINES_RE = re.compile(r"\n{3,}")
 
 
@@ -103,18 +108,34 @@ class RenderedDigest:
 
 
 def _qp(text: str) -> bytes:
-    """``text`` as quoted-printable with CRLF line ends, the last line short enough to take
-    a soft line break (``=``) after it."""
+    """``text`` as quoted-printable with CRLF line ends; every line at most 76 characters
+    even with a soft line break (``=``) appended, so slot values can be joined on."""
     data = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
-    data = data.replace(b"\n", b"\r\n")
-    last = data.rfind(b"\n") + 1
-    if len(data) - last >= _QP_LINE:
-        # Split the last line before column 75, never inside an =XX escape.
-        cut = last + _QP_LINE - 3
-        while data[cut - 1 : cut] == b"=" or data[cut - 2 : cut - 1] == b"=":
+    lines = data.split(b"\n")
+    if any(len(line) > _QP_LINE - 1 for line in lines):
+        lines = [piece for line in lines for piece in _rewrap(line)]
+    return b"\r\n".join(lines)
+
+
+def _rewrap(line: bytes) -> list[bytes]:
+    """One encoded line as pieces of at most 75 characters plus a soft break, never cut
+    inside an ``=XX`` escape. (binascii's encoder can exceed 76 when it escapes white space
+    at the end of a line, and a line of 76 would leave no room for a joining ``=``.)"""
+    limit = _QP_LINE - 1
+    if len(line) <= limit:
+        return [line]
+    # A trailing "=" is always a soft break: an escape is "=" and two hex digits.
+    soft = line.endswith(b"=")
+    body = line[:-1] if soft else line
+    pieces = []
+    while len(body) > limit:
+        cut = limit - 1  # leave room for the "=" of the soft break
+        while body[cut - 1 : cut] == b"=" or body[cut - 2 : cut - 1] == b"=":
             cut -= 1
-        data = data[:cut] + _SOFT_BREAK + data[cut:]
-    return data
+        pieces.append(body[:cut] + b"=")
+        body = body[cut:]
+    pieces.append(body + b"=" if soft else body)
+    return pieces
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,17 +247,36 @@ def header_text(value: str) -> str:
 
 def _fold(name: str, value: str) -> bytes:
     """``Name: value`` CRLF, folded and RFC 2047-encoded as needed (7-bit)."""
-    folded: str = policy.SMTP.fold(name, header_text(value))
+    # Through the header factory: policy.fold() alone leaves a short value unencoded.
+    folded: str = policy.SMTP.header_factory(name, header_text(value)).fold(policy=policy.SMTP)
     return folded.encode("ascii")
 
 
-def _mailbox(name: str, address: str) -> str:
+def _address_header(header: str, name: str, address: str) -> bytes:
+    """``To:``-style header for one mailbox: the display name as atoms, a quoted string,
+    or RFC 2047 encoded words (base64, folded), the address as given (ASCII).
+
+    Written by hand because it runs once per subscriber: the email package's header
+    objects cost a millisecond each. (Never re-parse an encoded name: "Martin, Chloé"
+    would become two addresses.)
+    """
     name = header_text(name)
     if not name:
-        return address
+        return f"{header}: {address}\r\n".encode("ascii")
     if name.isascii():
-        return formataddr((name, address))
-    return formataddr((name, address), charset="utf-8")
+        if _ATOMS_RE.fullmatch(name):
+            phrase = name
+        else:
+            phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{header}: {phrase} <{address}>\r\n".encode("ascii")
+    encoded = name.encode("utf-8")
+    if len(encoded) <= _WORD_BYTES:  # the usual case: one encoded word
+        word = b"=?utf-8?b?" + base64.b64encode(encoded) + b"?="
+        return header.encode() + b": " + word + b" <" + address.encode() + b">\r\n"
+    # A long name: several encoded words, folded; the email package does it by the book.
+    value = policy.SMTP.header_factory(header, [Address(display_name=name, addr_spec=address)])
+    folded: str = value.fold(policy=policy.SMTP)
+    return folded.encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,13 +315,13 @@ class DigestComposer:
         )
         head = [
             _fold("Date", format_datetime(now.astimezone(self._tz).replace(microsecond=0))),
-            _fold("From", _mailbox(from_name, from_addr)),
+            _address_header("From", from_name, from_addr),
         ]
         self._common_head = b"".join(head)
         after_to = []
         if settings.reply_to:
             reply_name, reply_addr = parseaddr(settings.reply_to)
-            after_to.append(_fold("Reply-To", _mailbox(reply_name, reply_addr)))
+            after_to.append(_address_header("Reply-To", reply_name, reply_addr))
         self._after_to = b"".join(after_to)
         self._list_id = _fold("List-Id", list_id)
         self._cache: dict[tuple[str, ...], _Prepared | None] = {}
@@ -414,7 +454,7 @@ class DigestComposer:
         data = b"".join(
             (
                 self._common_head,
-                _fold("To", _mailbox(subscriber.name, subscriber.email)),
+                _address_header("To", subscriber.name, subscriber.email),
                 self._after_to,
                 b"Message-ID: " + message_id.encode("ascii") + b"\r\n",
                 self._list_id,

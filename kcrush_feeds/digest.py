@@ -18,6 +18,7 @@ so an interrupted ``send`` resumes it. ``compute_digest`` computes without stori
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -33,6 +34,11 @@ from .text import has_tags, plain_text, truncate
 
 EXCERPT_CHARS = 300  # the plain-text excerpt of an item, cut at a word
 EXCERPT_HTML_CHARS = 600  # an HTML summary longer than this (as text) is shown as text
+_INLINE_TAG_RE = re.compile(
+    r"</?(?:a|abbr|b|bdi|bdo|cite|code|data|dfn|em|i|kbd|mark|q|s|samp|small|span|strong|"
+    r"sub|sup|time|u|var)\b[^<>]*>",
+    re.IGNORECASE,
+)
 CATCH_ALL_TITLE = "New this week"  # the one section when no feeds or sections are configured
 
 
@@ -212,10 +218,12 @@ def _item(row: tuple[Any, ...], catalogue: Catalogue) -> DigestItem | None:
         section_index, section_title = section.index, section.title
     label = catalogue.titles[topics[0]] if topics else (categories[0] if categories else "")
     source = summary or content_html
-    text = plain_text(source)
+    safe = sanitize_html(source, url) if has_tags(source) else source
+    # Inline tags vanish without a space ("<b>ARMY</b>:" reads "ARMY:"), others part words.
+    text = plain_text(_INLINE_TAG_RE.sub("", safe))
     excerpt_html = ""
     if summary and has_tags(summary) and len(text) <= EXCERPT_HTML_CHARS:
-        excerpt_html = sanitize_html(summary, url)
+        excerpt_html = safe
     return DigestItem(
         record_id=record_id,
         url=url,

@@ -126,7 +126,8 @@ def test_a_digest_is_frozen_while_it_is_sent(project: Project, load: Callable[..
 def test_max_items_and_newest_first(project: Project, load: Callable[..., None]) -> None:
     project.append_config("")
     text = project.config_path.read_text().replace(
-        'reply_to = "editors@kcrush.com"', 'reply_to = "editors@kcrush.com"\nmax_items = 3')
+        'reply_to = "editors@kcrush.com"', 'reply_to = "editors@kcrush.com"\nmax_items = 3'
+    )
     project.write_config(text)
     load(W08, *(rec(f"a{day}", f"2024-02-{day}T10:00:00") for day in range(13, 19)))
     assert _open(project.config, W08) == ["a18", "a17", "a16"]
@@ -165,7 +166,7 @@ def test_two_processes_opening_at_once_get_one_digest(
         t.start()
     for t in threads:
         t.join()
-    assert len(results) == 4 and len(set(json.dumps(r) for r in results)) == 1
+    assert len(results) == 4 and len({json.dumps(r) for r in results}) == 1
     with Store.open(config.database_path) as store:
         assert store.conn.execute("SELECT count(*) FROM digests").fetchone()[0] == 1
         assert store.conn.execute("SELECT count(*) FROM digest_items").fetchone()[0] == 6
