@@ -300,3 +300,44 @@ def test_templates_can_be_overridden(project: Project, digest: Digest) -> None:
 
     with pytest.raises(TemplateError, match=r"digest\.txt"):
         DigestComposer(config, digest, now=NOW).compose(SUBSCRIBERS["all"])
+
+
+def test_preview_writes_files_and_stores_nothing(
+    project: Project, write_jsonl: Callable[..., Path]
+) -> None:
+    path = write_jsonl("records.jsonl", *RECORDS)
+    env = {"KCRUSH_FEEDS_NOW": "2024-02-26T09:00:00-08:00"}
+    assert project.run("import", str(path), env=env).exit_code == 0
+    project.run("subscribers", "add", "sam@example.org", "--name", "Sam",
+                "--category", "kpop-interviews")  # fmt: skip
+    out = project.dir / "preview"
+    result = project.run("preview", "--out", str(out), env=env)
+    assert result.exit_code == 0, result.output
+    assert "digest 2024-W09 (not yet created; computed for this preview): 3 of 3 items" in (
+        result.output
+    )
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["digest-2024-W09.eml", "digest-2024-W09.html", "digest-2024-W09.txt"]
+    assert "Hi Reader," in (out / "digest-2024-W09.txt").read_text(encoding="utf-8")
+    assert "<table" in (out / "digest-2024-W09.html").read_text(encoding="utf-8")
+    _parse((out / "digest-2024-W09.eml").read_bytes())
+    mine = project.run("preview", "--subscriber", "SAM@example.org", "--out", str(out), env=env)
+    assert "1 of 3 items for sam@example.org" in mine.output
+    assert "TravelingWill" in (out / "digest-2024-W09.txt").read_text(encoding="utf-8")
+    with Store.open(project.config.database_path) as store:
+        assert store.conn.execute("SELECT count(*) FROM digests").fetchone()[0] == 0
+        assert store.conn.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
+    empty = project.run("preview", "--week", "2024-W02", "--out", str(out), env=env)
+    assert empty.output == "nothing new for 2024-W02: there would be no digest\n"
+    bad = project.run("preview", "--week", "last week", env=env)
+    assert bad.exit_code == 2 and "ISO week" in bad.output
+    nobody = project.run("preview", "--subscriber", "nobody@example.com", env=env)
+    assert nobody.exit_code == 2 and "no such subscriber" in nobody.output
+    # Once the digest exists, preview shows the stored one, and status reports it.
+    with Store.open(project.config.database_path) as store:
+        assert open_digest(store, project.config, NOW) is not None
+    stored = project.run("preview", "--week", "2024-W09", "--out", str(out), env=env)
+    assert "digest 2024-W09 (stored)" in stored.output
+    status = project.run("status", env=env).output
+    assert "last digest: 2024-W09 (sending), created 2024-02-26T09:00, 3 items" in status
+    assert "subscribers: 1 active" in status
