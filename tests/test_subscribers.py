@@ -131,3 +131,16 @@ def test_status_shows_subscribers_by_status(project: Project) -> None:
     assert "last digest: none yet" in result.output
     info = json.loads(project.run("status", "--json").output)
     assert info["subscribers"]["active"] == 6 and info["last_digest"] is None
+
+
+def test_import_from_stdin_and_a_missing_file(project: Project) -> None:
+    result = project.run("subscribers", "import", "-", input="email,name\nZoe@Example.com,Zoe\n")
+    assert result.exit_code == 0, result.output
+    assert _emails(project) == {"Zoe@example.com": "active"}
+    missing = project.run("subscribers", "import", str(project.dir / "nope.csv"))
+    assert missing.exit_code == 1 and "nope.csv: cannot read" in missing.output
+    no_email = project.write("bad.csv", "name,status\nZoe,active\n")
+    result = project.run("subscribers", "import", str(no_email))
+    assert result.exit_code == 1 and "bad.csv:1: the header row has no 'email' column" in (
+        result.output
+    )
