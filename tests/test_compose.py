@@ -228,6 +228,12 @@ def test_no_header_injection_through_names_or_titles(project: Project, digest: D
     message = _parse(out.data)
     assert message["Bcc"] is None
     assert message["To"].addresses[0].addr_spec == "e@example.com"
+    # A name is text in the HTML part, never markup.
+    marked = Subscriber(6, "m@example.com", "<b>Mallory</b> & co", "active", None)
+    out = composer.compose(marked)
+    assert out is not None
+    html = _parse(out.data).get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "Hi &lt;b&gt;Mallory&lt;/b&gt; &amp; co," in html and "<b>Mallory" not in html
 
 
 def test_quoted_printable_slots_decode_exactly() -> None:
