@@ -38,11 +38,9 @@ def migrations() -> list[tuple[int, str, str]]:
         if match:
             found.append((int(match[1]), entry.name, entry.read_text(encoding="utf-8")))
     found.sort()
-    # Numbers are handed out per branch, so a branch may lack a lower one for a while;
-    # what must never happen is two files with one number.
-    for (version, name, _), (previous, other, _) in zip(found[1:], found, strict=False):
-        if version == previous:
-            raise StoreError(f"migrations {other} and {name} share the number {version:04d}")
+    for expected, (version, name, _) in enumerate(found, start=1):
+        if version != expected:
+            raise StoreError(f"migration {name} is out of sequence (expected {expected:04d})")
     return found
 
 
@@ -102,16 +100,13 @@ class Store:
     def migrate(self) -> None:
         known = migrations()
         current = self.schema_version
-        newest = known[-1][0] if known else 0
-        if current > newest:
+        if current > len(known):
             raise StoreError(
                 f"{self.path}: the store has schema version {current}, newer than this "
-                f"kcrush-feeds knows ({newest})",
+                f"kcrush-feeds knows ({len(known)})",
                 hint="upgrade kcrush-feeds",
             )
-        for version, name, sql in known:
-            if version <= current:
-                continue
+        for version, name, sql in known[current:]:
             try:
                 # executescript commits first, so the BEGIN/COMMIT inside makes the
                 # migration and its version bump one transaction.
