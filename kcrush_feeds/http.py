@@ -37,8 +37,8 @@ from .errors import KcrushError
 
 log = logging.getLogger("kcrush_feeds.http")
 
-PROJECT_URL = "https://github.com/kcrush/kcrush-feeds"
-USER_AGENT = f"kcrush-feeds/{__version__} (+{PROJECT_URL})"
+# Names the tool, its version and who runs it, so a site owner reading logs knows whom to ask.
+USER_AGENT = f"kcrush-feeds/{__version__} (+https://www.kcrush.com)"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MB = 1024 * 1024
 
