@@ -165,9 +165,16 @@ def main(ctx: click.Context, config_option: str | None, verbose: int, quiet: boo
 
 
 def _register() -> None:
-    from .commands import init, records, schedule, status
+    from .commands import init, preview, records, schedule, status, subscribers
 
-    for command in (init.init, records.import_command, status.status, schedule.schedule):
+    for command in (
+        init.init,
+        records.import_command,
+        status.status,
+        subscribers.subscribers,
+        preview.preview,
+        schedule.schedule,
+    ):
         main.add_command(command)
 
 
