@@ -42,6 +42,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config
+from .digest import last_digests, load_digest
 from .errors import BusyError, KcrushError
 from .periods import parse_schedule, period_of
 from .store import Store
@@ -488,12 +489,14 @@ class Service:
                 )
             else:
                 log.warning(
-                    "digest: the digest of %s (%s) was %s, and its time passed more than %s "
+                    "digest: the digest of %s (%s) %s, and its time passed more than %s "
                     "ago: schedule leaves that week; the next digest is at %s "
                     "('kcrush-feeds send' still sends it by hand)",
                     decision.period,
                     when,
-                    "started but not finished" if state == "sending" else "not sent",
+                    "was started but not finished"
+                    if state == "sending"
+                    else "is not in the store (not sent, or nothing was new)",
                     _duration(self.plan.grace),
                     self._next_digest(now),
                 )
@@ -608,9 +611,7 @@ class Service:
 
 def digest_state(store: Store, period: str) -> LedgerState:
     """What the digest ledger in ``store`` says about the digest of ``period``."""
-    row = store.conn.execute("SELECT status FROM digests WHERE period = ?", (period,)).fetchone()
-    if row is not None:
-        return "done" if row[0] == "done" else "sending"
-    if store.conn.execute("SELECT 1 FROM digests LIMIT 1").fetchone() is None:
-        return "empty"
-    return "missing"
+    digest = load_digest(store, period)
+    if digest is not None:
+        return "done" if digest.status == "done" else "sending"
+    return "missing" if next(last_digests(store), None) is not None else "empty"

@@ -388,8 +388,8 @@ def test_restart_after_the_grace_period_logs_the_missed_week(
     missed = [r for r in logs.records if "schedule leaves that week" in r.getMessage()]
     assert len(missed) == 1 and missed[0].levelno == logging.WARNING
     assert (
-        "the digest of 2026-W48 (2026-11-23T09:00:00-08:00) was not sent, and its time "
-        "passed more than 6h ago" in missed[0].getMessage()
+        "the digest of 2026-W48 (2026-11-23T09:00:00-08:00) is not in the store (not sent, "
+        "or nothing was new), and its time passed more than 6h ago" in missed[0].getMessage()
     )
     assert "the next digest is at 2026-11-30T09:00:00-08:00" in missed[0].getMessage()
 

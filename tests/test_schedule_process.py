@@ -130,9 +130,11 @@ def test_schedule_survives_a_failing_job_and_runs_it_again(
         '[schedule]\nbuild_every = "1s"\n\n[[sources]]\ntype = "file"\npath = "missing.jsonl"\n'
     )
     running = start_schedule()
-    running.wait_for_line("build: failed")
+    failed = running.wait_for_line("missing.jsonl: fetched")
+    assert " WARNING import: " in failed and "1 rejected" in failed
+    running.wait_for_line("missing.jsonl: cannot open: No such file or directory")
     deadline = time.monotonic() + 20
-    while sum("build: failed" in x for x in running.lines) < 2:
+    while sum("missing.jsonl: fetched" in x for x in running.lines) < 2:
         assert time.monotonic() < deadline, "\n".join(running.lines)
         assert running.process.poll() is None, "\n".join(running.lines)
         time.sleep(0.05)

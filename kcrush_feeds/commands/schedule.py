@@ -25,9 +25,11 @@ from ..scheduling import (
     describe,
     digest_state,
 )
+from ..sources import import_sources
 from ..store import Store
 
 log = logging.getLogger("kcrush_feeds.schedule")
+SHOW_AT_MOST = 5  # rejected records logged per source and run; the summary has the count
 
 
 class CommandJobs:
@@ -37,15 +39,24 @@ class CommandJobs:
         self.config = config
 
     def build(self, now: datetime, stop: threading.Event) -> JobOutcome:
-        """Import the configured sources, then build the feeds."""
-        parts = []
+        """Import the configured sources (one log line each), then build the feeds."""
         with Store.open(self.config.database_path) as store:
             if self.config.sources:
-                reports = _job_module("sources", "import_sources")(self.config, store, now)
-                parts.append(f"imported {len(reports)} source(s)")
+                # A failing source is reported and the others still run (import_sources);
+                # the build goes ahead with what the store holds.
+                for report in import_sources(self.config, store, now):
+                    log.log(
+                        logging.INFO if report.ok else logging.WARNING,
+                        "import: %s: %s",
+                        report.source.label,
+                        report.summary(),
+                    )
+                    for problem in report.report.rejected[:SHOW_AT_MOST]:
+                        log.warning("import: %s: %s", report.source.label, problem)
+                if stop.is_set():
+                    return JobOutcome("ok", "imported; the build is left for the next start")
             report = _job_module("building", "build_feeds")(self.config, store, now)
-            parts.append(str(report))
-        return JobOutcome("ok", "; ".join(parts))
+        return JobOutcome("ok", report.summary())
 
     def send(self, now: datetime, stop: threading.Event) -> JobOutcome:
         """Send (or resume) this period's digest; the ledger and lock decide the rest."""
