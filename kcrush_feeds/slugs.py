@@ -46,7 +46,10 @@ def _hash(name: str) -> str:
 
 def slugify(name: str) -> str:
     """The slug for the category ``name``: readable when it can be, unique by hash otherwise."""
-    folded = unicodedata.normalize("NFKC", name).casefold()
+    # NFKD splits "é" into "e" and an accent, and full-width letters into ASCII ones, so
+    # Latin names keep their letters; what is still not ASCII becomes a separator.
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
     readable = _RUN_RE.sub("-", folded).strip("-")
     lossy = (
         not _PLAIN_RE.fullmatch(name)
