@@ -65,7 +65,9 @@ def check_atom_xml(data: bytes) -> None:
     assert len(doc.findall(f"{ATOM}link[@rel='self']")) == 1
     for entry in doc.iterfind(f"{ATOM}entry"):
         alternates = [
-            link for link in entry.iterfind(f"{ATOM}link") if link.get("rel", "alternate") == "alternate"
+            link
+            for link in entry.iterfind(f"{ATOM}link")
+            if link.get("rel", "alternate") == "alternate"
         ]
         assert len(alternates) == 1, etree.tostring(entry)[:300]
         assert entry.findtext(f"{ATOM}id")

@@ -4,9 +4,10 @@ parsers and validators. Covers what the import step would otherwise have cleaned
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-import feedparser
 import pytest
 from feedcheck import SITE, check_atom_xml, check_feed, expected_terms
 from lxml import etree
@@ -14,6 +15,7 @@ from lxml import etree
 from kcrush_feeds.feeds import (
     XSL_STYLESHEET,
     Channel,
+    Entry,
     Listing,
     atom_id,
     prepare_entry,
@@ -25,6 +27,7 @@ from kcrush_feeds.feeds import (
     rfc822,
 )
 from kcrush_feeds.records import Image, Record
+from kcrush_feeds.text import strip_controls
 
 BASE = "https://www.kcrush.com/feeds/test"
 T0 = datetime(2024, 2, 26, 17, 0, tzinfo=UTC)
@@ -33,7 +36,7 @@ T0 = datetime(2024, 2, 26, 17, 0, tzinfo=UTC)
 def channel(**changes: object) -> Channel:
     values: dict[str, object] = {
         "slug": "test",
-        "title": "Test & <Feed> \"케이팝\" 🎤",
+        "title": 'Test & <Feed> "케이팝" 🎤',
         "description": "K-Pop & friends",
         "site_url": SITE,
         "site_title": "KCrush",
@@ -63,43 +66,53 @@ def record(n: int, **changes: object) -> Record:
 
 
 TRICKY = [
-    record(0, title='블랙핑크 & <새 앨범> "특별" 🎤', id="kr-001", tags=("케이팝", "k-pop articles")),
+    record(
+        0, title='블랙핑크 & <새 앨범> "특별" 🎤', id="kr-001", tags=("케이팝", "k-pop articles")
+    ),
     record(1, title="Ampersand & less-than < and 'quotes'", summary=""),
-    record(2, title="Bell\x07 and \x0b control characters", summary="bad \x00 byte\x1b",
-           content_html="<p>ctrl \x0c here</p>", authors=("Name\x01",)),
+    record(
+        2,
+        title="Bell\x07 and \x0b control characters",
+        summary="bad \x00 byte\x1b",
+        content_html="<p>ctrl \x0c here</p>",
+        authors=("Name\x01",),
+    ),
     record(3, image=None, summary="", content_html=""),
     record(4, content_html="<p>Long read.</p>"),
-    record(5, content_html='<p onclick="x()">Hi <a href="/about">about</a>'
-           '<script>alert(1)</script><img src="pic.jpg"><a href="javascript:alert(1)">j</a></p>',
-           image=Image("https://www.kcrush.com/img/x.png", "", "image/png", 0)),
+    record(
+        5,
+        content_html='<p onclick="x()">Hi <a href="/about">about</a>'
+        '<script>alert(1)</script><img src="pic.jpg"><a href="javascript:alert(1)">j</a></p>',
+        image=Image("https://www.kcrush.com/img/x.png", "", "image/png", 0),
+    ),
     record(6, id="urn:kcrush:6", updated=T0 - timedelta(days=10)),  # updated before published
 ]
 
 
 def cleaned(r: Record) -> Record:
     """What a reader should see for ``r``: control characters gone (lxml refuses them)."""
-    from kcrush_feeds.text import strip_controls
-
-    return Record(**{**{f: getattr(r, f) for f in r.__slots__},  # type: ignore[attr-defined]
-                     "title": strip_controls(r.title)[0]})
+    return replace(r, title=strip_controls(r.title)[0])
 
 
 @pytest.fixture(scope="module")
-def entries() -> list:  # type: ignore[type-arg]
+def entries() -> list[Entry]:
     return [prepare_entry(r, site_url=SITE) for r in TRICKY]
 
 
 @pytest.mark.parametrize("fmt", ["rss", "atom", "json"])
-def test_tricky_records_parse_back_exactly(fmt: str, entries: list, tmp_path) -> None:  # type: ignore[no-untyped-def, type-arg]
+def test_tricky_records_parse_back_exactly(fmt: str, entries: list[Entry], tmp_path: Path) -> None:
     render = {"rss": render_rss, "atom": render_atom, "json": render_json}[fmt]
     path = tmp_path / f"feed.{fmt}"
     path.write_bytes(render(channel(), entries))
     check_feed(path, fmt, [cleaned(r) for r in TRICKY], self_url=channel().url(fmt))
 
 
-def test_sanitised_html_and_absolute_urls(entries: list) -> None:  # type: ignore[type-arg]
-    for data in (render_rss(channel(), entries), render_atom(channel(), entries),
-                 render_json(channel(), entries)):
+def test_sanitised_html_and_absolute_urls(entries: list[Entry]) -> None:
+    for data in (
+        render_rss(channel(), entries),
+        render_atom(channel(), entries),
+        render_json(channel(), entries),
+    ):
         text = data.decode()
         assert "alert(1)" not in text and "onclick" not in text and "javascript:" not in text
         assert "https://www.kcrush.com/about" in text
@@ -114,7 +127,7 @@ BIG = record(9, content_html=PARAGRAPH * 10_000)
 
 
 @pytest.mark.parametrize("fmt", ["rss", "atom", "json"])
-def test_big_body_is_carried_whole(fmt: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_big_body_is_carried_whole(fmt: str, tmp_path: Path) -> None:
     assert len(BIG.content_html.encode()) > 5_000_000
     entry = prepare_entry(BIG, site_url=SITE)
     render = {"rss": render_rss, "atom": render_atom, "json": render_json}[fmt]
@@ -129,7 +142,7 @@ def test_big_body_is_carried_whole(fmt: str, tmp_path) -> None:  # type: ignore[
     assert content.count('href="https://www.kcrush.com/x"') == 80_000
 
 
-def test_rss_details(entries: list) -> None:  # type: ignore[type-arg]
+def test_rss_details(entries: list[Entry]) -> None:
     doc = etree.fromstring(render_rss(channel(image="https://www.kcrush.com/logo.png"), entries))
     ch = doc.find("channel")
     assert ch.findtext("link") == SITE
@@ -147,7 +160,7 @@ def test_rss_details(entries: list) -> None:  # type: ignore[type-arg]
     assert [c.text for c in items[0].findall("category")] == ["K-Pop Articles", "케이팝"]
 
 
-def test_atom_details(entries: list) -> None:  # type: ignore[type-arg]
+def test_atom_details(entries: list[Entry]) -> None:
     data = render_atom(channel(image="https://www.kcrush.com/logo.png"), entries)
     check_atom_xml(data)
     doc = etree.fromstring(data)
@@ -164,13 +177,17 @@ def test_atom_details(entries: list) -> None:  # type: ignore[type-arg]
     assert doc.findtext("a:logo", namespaces=ns) == "https://www.kcrush.com/logo.png"
 
 
-def test_json_details(entries: list) -> None:  # type: ignore[type-arg]
+def test_json_details(entries: list[Entry]) -> None:
     feed = json.loads(render_json(channel(), entries))
     items = feed["items"]
     assert items[3] == {
-        "id": "https://www.kcrush.com/post-3/", "url": "https://www.kcrush.com/post-3/",
-        "title": "Post 3", "content_text": "", "date_published": "2024-02-23T17:00:00Z",
-        "date_modified": "2024-02-23T17:00:00Z", "authors": [{"name": "KCrush Staff"}],
+        "id": "https://www.kcrush.com/post-3/",
+        "url": "https://www.kcrush.com/post-3/",
+        "title": "Post 3",
+        "content_text": "",
+        "date_published": "2024-02-23T17:00:00Z",
+        "date_modified": "2024-02-23T17:00:00Z",
+        "authors": [{"name": "KCrush Staff"}],
         "tags": ["K-Pop Articles"],
     }
     assert items[2]["authors"] == [{"name": "Name"}]
@@ -178,14 +195,14 @@ def test_json_details(entries: list) -> None:  # type: ignore[type-arg]
 
 
 @pytest.mark.parametrize("fmt", ["rss", "atom", "json"])
-def test_empty_feed_is_valid(fmt: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_empty_feed_is_valid(fmt: str, tmp_path: Path) -> None:
     render = {"rss": render_rss, "atom": render_atom, "json": render_json}[fmt]
     path = tmp_path / "empty"
     path.write_bytes(render(channel(), []))
     check_feed(path, fmt, [], self_url=channel().url(fmt))
 
 
-def test_bytes_do_not_depend_on_clock_or_locale(entries: list) -> None:  # type: ignore[type-arg]
+def test_bytes_do_not_depend_on_clock_or_locale(entries: list[Entry]) -> None:
     import locale
 
     first = [f(channel(), entries) for f in (render_rss, render_atom, render_json)]
@@ -209,8 +226,12 @@ def test_naive_dates_are_refused() -> None:
 
 def test_opml_index_and_xsl() -> None:
     listings = [
-        Listing("K-Pop & <Co>", "about", {"rss": f"{BASE}/rss.xml", "json": f"{BASE}/feed.json"},
-                {"rss": "test/rss.xml", "json": "test/feed.json"}),
+        Listing(
+            "K-Pop & <Co>",
+            "about",
+            {"rss": f"{BASE}/rss.xml", "json": f"{BASE}/feed.json"},
+            {"rss": "test/rss.xml", "json": "test/feed.json"},
+        ),
         Listing("JSON only", "", {"json": f"{BASE}2/feed.json"}, {"json": "test2/feed.json"}),
     ]
     opml = etree.fromstring(render_opml("KCrush feeds", SITE, listings))
@@ -219,7 +240,10 @@ def test_opml_index_and_xsl() -> None:
     assert [o.get("xmlUrl") for o in outlines] == [f"{BASE}/rss.xml", f"{BASE}2/feed.json"]
     page = render_index("KCrush feeds", "d", "en", "feeds.opml", f"{BASE}/feeds.opml", listings)
     html = page.decode()
-    assert '<link rel="alternate" type="application/rss+xml" title="K-Pop &amp; &lt;Co&gt; (RSS)"' in html
+    assert (
+        '<link rel="alternate" type="application/rss+xml" title="K-Pop &amp; &lt;Co&gt; (RSS)"'
+        in html
+    )
     assert 'type="application/feed+json"' in html
     assert '<a href="test/rss.xml">RSS</a>' in html
     # The stylesheet is XSLT a browser can run on both formats.
