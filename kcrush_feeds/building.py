@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -55,6 +56,7 @@ XSL_NAME = "feed.xsl"
 STATE_NAME = ".build-state.json"
 STATE_VERSION = 1
 _ID_CHUNK = 500
+_FEED_FILE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?/(?:rss\.xml|atom\.xml|feed\.json)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +260,9 @@ class _State:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("version") == STATE_VERSION and isinstance(data.get("files"), dict):
-                return cls(path, data["files"])
+                # Only names of our layout: --prune deletes what is listed here.
+                files = {k: v for k, v in data["files"].items() if _FEED_FILE_RE.fullmatch(k)}
+                return cls(path, files)
         except (OSError, ValueError, AttributeError):
             pass  # missing or damaged: every feed is rendered and compared byte by byte
         return cls(path, {})
@@ -429,15 +433,18 @@ def _write_pages(config: Config, listings: list[Listing], report: BuildReport) -
 def _stale(
     output_dir: Path, state: _State, planned: set[str], prune: bool, report: BuildReport
 ) -> None:
-    """Feed files from earlier builds that no planned feed writes any more."""
-    found = set(state.files) - planned - {OPML_NAME, INDEX_NAME, XSL_NAME}
-    for fmt_name in FILE_NAMES.values():
-        found.update(p.relative_to(output_dir).as_posix() for p in output_dir.glob(f"*/{fmt_name}"))
-    for name in sorted(found - planned):
+    """Feed files an earlier build wrote that no planned feed writes any more.
+
+    Only files ``.build-state.json`` lists are candidates: the output directory may hold
+    other people's files (even an ``rss.xml`` of another tool), and those are never touched.
+    """
+    for name in sorted(set(state.files) - planned):
         path = output_dir / name
         if not prune:
             if path.exists():
                 report.stale.append(name)
+            else:
+                state.forget(name)
             continue
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

@@ -336,7 +336,8 @@ def render_json(channel: Channel, entries: Sequence[Entry]) -> bytes:
             item["tags"] = list(entry.categories)
         items.append(item)
     feed["items"] = items
-    return (json.dumps(feed, ensure_ascii=False, indent=2) + "\n").encode("utf-8")
+    # No indent: Python's C encoder only runs without one, and feeds are read by programs.
+    return (json.dumps(feed, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 RENDERERS: dict[str, Callable[[Channel, Sequence[Entry]], bytes]] = {

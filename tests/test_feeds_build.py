@@ -365,3 +365,19 @@ def test_w3c_feed_validator(built: Project) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout
+
+
+def test_prune_never_touches_files_it_did_not_write(built: Project) -> None:
+    root = out_dir(built)
+    (root / "blog").mkdir()
+    (root / "blog" / "rss.xml").write_text("another tool's feed")
+    outside = built.dir / "precious.txt"
+    outside.write_text("keep me")
+    state_path = root / ".build-state.json"
+    state = json.loads(state_path.read_text())
+    state["files"]["../precious.txt"] = {"inputs": "x", "size": 7, "mtime_ns": 0}
+    state_path.write_text(json.dumps(state))
+    result = built.run("build", "--prune", env=ENV)
+    assert result.exit_code == 0, result.output
+    assert "nothing changed" in result.output and "0 removed" in result.output
+    assert (root / "blog" / "rss.xml").exists() and outside.read_text() == "keep me"
