@@ -26,7 +26,9 @@ import os
 import re
 import sqlite3
 import tempfile
+from collections import deque
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +58,8 @@ XSL_NAME = "feed.xsl"
 STATE_NAME = ".build-state.json"
 STATE_VERSION = 1
 _ID_CHUNK = 500
+_WRITERS = 4  # threads writing files
+_IN_FLIGHT = 32  # rendered files waiting to be written, at most
 _FEED_FILE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?/(?:rss\.xml|atom\.xml|feed\.json)")
 
 
@@ -346,35 +350,35 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
         listings: list[Listing] = []
         entries: dict[tuple[str, str], Entry] = {}  # (id, fingerprint): each record once
         cutoff = to_timestamp(now)
-        for spec in specs:
-            channel = _channel(config, spec)
-            listings.append(
-                Listing(
-                    title=spec.title,
-                    description=spec.description,
-                    urls=dict(channel.urls),
-                    paths={f: f"{spec.slug}/{FILE_NAMES[f]}" for f in channel.urls},
+        with _Writer(report, state) as writer:
+            for spec in specs:
+                channel = _channel(config, spec)
+                listings.append(
+                    Listing(
+                        title=spec.title,
+                        description=spec.description,
+                        urls=dict(channel.urls),
+                        paths={f: f"{spec.slug}/{FILE_NAMES[f]}" for f in channel.urls},
+                    )
                 )
-            )
-            newest = _newest(store, spec, cutoff, config.feeds.items_per_feed)
-            inputs = _fingerprint(FORMAT_VERSION, _channel_key(channel), newest)
-            pending: list[tuple[str, str, Path]] = []
-            for fmt in config.feeds.formats:
-                name = f"{spec.slug}/{FILE_NAMES[fmt]}"
-                planned.add(name)
-                target = _inside(output_dir, output_dir / name)
-                if state.fresh(name, f"{fmt}:{inputs}", target):
-                    report.unchanged.append(name)
-                else:
-                    pending.append((fmt, name, target))
-            if not pending:
-                continue
-            feed_entries = _entries(store, config, newest, entries)
-            for kind, name, target in pending:
-                data = RENDERERS[kind](channel, feed_entries)
-                _put(target, data, name, report)
-                state.remember(name, f"{kind}:{inputs}", target)
-        _write_pages(config, listings, report)
+                newest = _newest(store, spec, cutoff, config.feeds.items_per_feed)
+                inputs = _fingerprint(FORMAT_VERSION, _channel_key(channel), newest)
+                pending: list[tuple[str, str, Path]] = []
+                for fmt in config.feeds.formats:
+                    name = f"{spec.slug}/{FILE_NAMES[fmt]}"
+                    planned.add(name)
+                    target = _inside(output_dir, output_dir / name)
+                    if state.fresh(name, f"{fmt}:{inputs}", target):
+                        report.unchanged.append(name)
+                    else:
+                        pending.append((fmt, name, target))
+                if not pending:
+                    continue
+                feed_entries = _entries(store, config, newest, entries)
+                for kind, name, target in pending:
+                    data = RENDERERS[kind](channel, feed_entries)
+                    writer.put(name, target, data, inputs=f"{kind}:{inputs}")
+            _write_pages(config, listings, writer)
         _stale(output_dir, state, planned, prune, report)
         state.save()
     except sqlite3.Error as e:
@@ -405,15 +409,51 @@ def _entries(
     return [cache[key] for key in newest if key in cache]
 
 
-def _put(target: Path, data: bytes, name: str, report: BuildReport) -> None:
+def _write_if_changed(target: Path, data: bytes) -> bool:
     if _same_bytes(target, data):
-        report.unchanged.append(name)
-    else:
-        write_atomic(target, data)
-        report.written.append(name)
+        return False
+    write_atomic(target, data)
+    return True
 
 
-def _write_pages(config: Config, listings: list[Listing], report: BuildReport) -> None:
+class _Writer:
+    """Writes files on a few threads: fsync dominates a full build and releases the GIL.
+
+    At most ``_IN_FLIGHT`` rendered files wait in memory; results are recorded in the
+    order the files were given, so reports and the state file are deterministic.
+    """
+
+    def __init__(self, report: BuildReport, state: _State) -> None:
+        self.report = report
+        self.state = state
+        self.pool = ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="feed-writer")
+        self.queue: deque[tuple[str, Path, str | None, Future[bool]]] = deque()
+
+    def put(self, name: str, target: Path, data: bytes, *, inputs: str | None) -> None:
+        """Write ``data`` to ``target`` unless it holds those bytes already."""
+        self.queue.append((name, target, inputs, self.pool.submit(_write_if_changed, target, data)))
+        while len(self.queue) > _IN_FLIGHT:
+            self._finish()
+
+    def _finish(self) -> None:
+        name, target, inputs, future = self.queue.popleft()
+        (self.report.written if future.result() else self.report.unchanged).append(name)
+        if inputs is not None:
+            self.state.remember(name, inputs, target)
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            if exc_type is None:
+                while self.queue:
+                    self._finish()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+def _write_pages(config: Config, listings: list[Listing], writer: _Writer) -> None:
     """OPML, index.html and the XSL: small, so rendered every time and compared."""
     output_dir = config.output_dir
     base = config.feeds.base_url.rstrip("/")
@@ -427,7 +467,7 @@ def _write_pages(config: Config, listings: list[Listing], report: BuildReport) -
         XSL_NAME: XSL_STYLESHEET,
     }
     for name, data in pages.items():
-        _put(output_dir / name, data, name, report)
+        writer.put(name, output_dir / name, data, inputs=None)
 
 
 def _stale(
