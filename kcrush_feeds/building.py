@@ -47,6 +47,7 @@ from .feeds import (
     render_index,
     render_opml,
 )
+from .records import Record
 from .slugs import check_unique, name_key, slugify
 from .store import RECORD_COLUMNS, Store, record_from_row, to_timestamp
 
@@ -58,6 +59,7 @@ XSL_NAME = "feed.xsl"
 STATE_NAME = ".build-state.json"
 STATE_VERSION = 1
 _ID_CHUNK = 500
+_CACHE_ENTRIES = 20_000  # prepared entries kept for the feeds that share them
 _WRITERS = 4  # threads writing files
 _IN_FLIGHT = 32  # rendered files waiting to be written, at most
 _FEED_FILE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?/(?:rss\.xml|atom\.xml|feed\.json)")
@@ -207,8 +209,8 @@ def _newest(store: Store, spec: FeedSpec, now: int, limit: int) -> list[tuple[st
     return [(rid, fingerprint) for _, rid, fingerprint in ordered]
 
 
-def _load(store: Store, ids: Sequence[str]) -> dict[str, Any]:
-    records: dict[str, Any] = {}
+def _load(store: Store, ids: Sequence[str]) -> dict[str, Record]:
+    records: dict[str, Record] = {}
     for start in range(0, len(ids), _ID_CHUNK):
         chunk = ids[start : start + _ID_CHUNK]
         marks = ",".join("?" * len(chunk))
@@ -400,6 +402,8 @@ def _entries(
     cache: dict[tuple[str, str], Entry],
 ) -> list[Entry]:  # fmt: skip
     missing = [rid for rid, fp in newest if (rid, fp) not in cache]
+    if missing and len(cache) > _CACHE_ENTRIES:
+        cache.clear()  # bounded memory with thousands of feeds; "all" overlaps most anyway
     if missing:
         loaded = _load(store, missing)
         for rid, fp in newest:
