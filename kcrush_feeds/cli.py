@@ -165,9 +165,16 @@ def main(ctx: click.Context, config_option: str | None, verbose: int, quiet: boo
 
 
 def _register() -> None:
-    from .commands import build, init, records, status
+    from .commands import build, init, preview, records, status, subscribers
 
-    for command in (init.init, records.import_command, status.status, build.build):
+    for command in (
+        init.init,
+        records.import_command,
+        status.status,
+        subscribers.subscribers,
+        preview.preview,
+        build.build,
+    ):
         main.add_command(command)
 
 

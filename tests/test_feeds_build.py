@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES, Project
-from feedcheck import check_feed
 from lxml import etree
 
 from kcrush_feeds.building import FILE_NAMES, build_feeds, plan_feeds
@@ -21,6 +19,9 @@ from kcrush_feeds.errors import FeedError
 from kcrush_feeds.records import Record
 from kcrush_feeds.slugs import slugify
 from kcrush_feeds.store import Store
+
+from .conftest import EXAMPLES, Project
+from .feedcheck import check_feed
 
 LONG_NAME = ("케이팝 " * 50).strip()  # 199 characters: the most an import accepts
 NOW = "2024-03-01T00:00:00+00:00"

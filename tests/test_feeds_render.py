@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from feedcheck import SITE, check_atom_xml, check_feed, expected_terms
 from lxml import etree
 
 from kcrush_feeds.feeds import (
@@ -28,6 +27,8 @@ from kcrush_feeds.feeds import (
 )
 from kcrush_feeds.records import Image, Record
 from kcrush_feeds.text import strip_controls
+
+from .feedcheck import SITE, check_atom_xml, check_feed, expected_terms
 
 BASE = "https://www.kcrush.com/feeds/test"
 T0 = datetime(2024, 2, 26, 17, 0, tzinfo=UTC)
