@@ -27,7 +27,7 @@ import re
 import sqlite3
 import tempfile
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -496,9 +496,3 @@ def _stale(
         state.forget(name)
         with contextlib.suppress(OSError):  # only when nothing else is left in it
             path.parent.rmdir()
-
-
-def iter_feed_files(report: BuildReport) -> Iterable[Path]:
-    """Absolute paths of every file the build wrote or left unchanged."""
-    for name in (*report.written, *report.unchanged):
-        yield report.output_dir / name
