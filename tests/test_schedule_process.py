@@ -99,27 +99,38 @@ def _store_is_sound(path: Path) -> None:
 def test_schedule_runs_logs_and_stops_cleanly_on_a_signal(
     project: Project, start_schedule: Any, sig: signal.Signals
 ) -> None:
+    import feedparser
+
     project.append_config('[schedule]\nbuild_every = "1s"\n')
-    running = start_schedule(env={"KCRUSH_FEEDS_NOW": ""})
+    imported = project.run("import", str(EXAMPLES / "records.jsonl"))
+    assert imported.exit_code == 0, imported.output
+    running = start_schedule()
     running.wait_for_line("schedule: started in America/Los_Angeles; build every 1s")
-    first = running.wait_for_line("build: ")  # its result: ok, or failed and carried on
-    running.wait_for_line("next build at")
+    first = running.wait_for_line("build: ok: ")
+    assert "files written" in first and "next build at 20" in first
+    running.wait_for_line("build: started")
+    # Signal while builds keep coming every second: whatever is in flight finishes.
+    time.sleep(1.2)
     running.process.send_signal(sig)
     assert running.process.wait(timeout=20) == 0
     running.wait_for_line("schedule: stopped")
-    assert f"schedule: {sig.name} received: stopping after the work in flight" in "\n".join(
-        running.lines
-    )
+    log = "\n".join(running.lines)
+    assert f"schedule: {sig.name} received: stopping after the work in flight" in log
+    assert "Traceback" not in log
     # Plain lines with ISO 8601 times, one per event (stderr is not a terminal here).
-    events = [line for line in running.lines if not line.startswith((" ", "Traceback"))]
-    assert events and all(ISO_LINE.match(line) for line in events), events
-    assert "build: started" in first or "build: " in first
-    # Nothing half-written: the store is sound and no temporary file was left behind.
+    assert running.lines and all(ISO_LINE.match(line) for line in running.lines), log
+    # Nothing half-written: no temporary file left, every feed complete, the store sound.
+    feeds = project.dir / "public" / "feeds"
+    assert list(feeds.rglob("*.tmp")) == []
+    xml = sorted(feeds.rglob("*.xml"))
+    assert len(xml) >= 6
+    for path in xml:
+        if path.name.endswith((".xsl", "opml")):
+            continue
+        parsed = feedparser.parse(path.read_bytes())
+        assert not parsed.bozo, (path, parsed.get("bozo_exception"))
+        assert parsed.entries, path
     _store_is_sound(project.dir / "store.db")
-    leftovers = [
-        p for p in project.dir.rglob("*") if p.name.startswith(".") or p.suffix in (".tmp", ".part")
-    ]
-    assert leftovers == []
 
 
 def test_schedule_survives_a_failing_job_and_runs_it_again(

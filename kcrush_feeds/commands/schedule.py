@@ -55,8 +55,10 @@ class CommandJobs:
                         log.warning("import: %s: %s", report.source.label, problem)
                 if stop.is_set():
                     return JobOutcome("ok", "imported; the build is left for the next start")
-            report = _job_module("building", "build_feeds")(self.config, store, now)
-        return JobOutcome("ok", report.summary())
+            from ..building import build_feeds  # lazy, as in the build command (lxml)
+
+            built = build_feeds(self.config, store, now)
+        return JobOutcome("ok", built.summary())
 
     def send(self, now: datetime, stop: threading.Event) -> JobOutcome:
         """Send (or resume) this period's digest; the ledger and lock decide the rest."""
