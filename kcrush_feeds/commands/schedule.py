@@ -65,7 +65,7 @@ class CommandJobs:
         with Store.open(self.config.database_path) as store:
             report = _job_module("sending", "send_digest")(self.config, store, now)
         status = {0: "ok", 75: "deferred"}.get(int(report.exit_status), "failed")
-        return JobOutcome(status, str(report))  # type: ignore[arg-type]
+        return JobOutcome(status, report.summary())  # type: ignore[arg-type]
 
 
 def _job_module(module: str, name: str) -> Any:
