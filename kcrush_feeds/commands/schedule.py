@@ -117,7 +117,9 @@ def schedule(app: App, print_only: bool, count: int) -> None:
     plan = Plan.from_config(config)
     now = clock.now()
     if print_only:
-        click.echo(f"times in {plan.tz.key}; now {now.astimezone(plan.tz).isoformat()}")
+        click.echo(
+            f"times in {plan.tz.key}; now {now.astimezone(plan.tz).isoformat(timespec='seconds')}"
+        )
         for job in describe(plan, now, count):
             click.echo(f"{job.name:<7} {job.description}")
             for when in job.next_runs:
