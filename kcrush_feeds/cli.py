@@ -165,9 +165,9 @@ def main(ctx: click.Context, config_option: str | None, verbose: int, quiet: boo
 
 
 def _register() -> None:
-    from .commands import init, records, status
+    from .commands import init, records, serve, status
 
-    for command in (init.init, records.import_command, status.status):
+    for command in (init.init, records.import_command, serve.serve, status.status):
         main.add_command(command)
 
 
