@@ -429,7 +429,10 @@ class _Service:
         if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
             raise HTTPException(415, "Send the form as application/x-www-form-urlencoded.")
         try:
-            return await request.form(max_files=0, max_fields=MAX_FIELDS, max_part_size=8192)
+            # One field may be as large as a whole body: the body cap (413) is the limit.
+            return await request.form(
+                max_files=0, max_fields=MAX_FIELDS, max_part_size=self.settings.max_body
+            )
         except HTTPException:
             raise
         except Exception as e:  # python-multipart's parse errors have no common base
