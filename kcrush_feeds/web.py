@@ -294,8 +294,10 @@ def template_environment(settings: SubscriptionsConfig, base_dir: Path) -> jinja
 class _Runtime:
     """What only exists while the server runs (opened by the lifespan)."""
 
-    store: Store
+    store: Store  # every change goes through this connection, one at a time
     db_lock: anyio.CapacityLimiter
+    reader: Store  # pages that only look: WAL lets them read while a change commits
+    read_lock: anyio.CapacityLimiter
     mailer: Mailer
 
 
@@ -334,13 +336,17 @@ class _Service:
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         store = Store.open(self.store_path)
+        reader = Store.open(self.store_path)
         mailer = self.mailer_factory(self.config)
-        self.runtime = _Runtime(store, anyio.CapacityLimiter(1), mailer)
+        self.runtime = _Runtime(
+            store, anyio.CapacityLimiter(1), reader, anyio.CapacityLimiter(1), mailer
+        )
         try:
             yield
         finally:
             self.runtime = None
             await mailer.aclose()
+            reader.close()
             store.close()
 
     def _rt(self) -> _Runtime:
@@ -353,6 +359,13 @@ class _Service:
         rt = self._rt()
         return await anyio.to_thread.run_sync(
             lambda: fn(rt.store, *args, **kwargs), limiter=rt.db_lock
+        )
+
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Like ``db`` for a read-only ``fn``, on the second connection."""
+        rt = self._rt()
+        return await anyio.to_thread.run_sync(
+            lambda: fn(rt.reader, *args, **kwargs), limiter=rt.read_lock
         )
 
     def wants_json(self, request: Request) -> bool:
@@ -540,7 +553,7 @@ class _Service:
             return {"status": "ok", "store": "ok", "schema_version": store.schema_version}
 
         try:
-            body = await self.db(probe)
+            body = await self.read(probe)
         except Exception as e:  # any failure of the probe is what health must report
             log.error("health: store unreachable: %s", e)
             return JSONResponse({"status": "error", "store": str(e)}, status_code=503)
@@ -656,7 +669,7 @@ class _Service:
         except tokens.TokenError as e:
             return self.error(request, 400, e.message)
         subscriber = await self.db(
-            subscribers.update_subscriber,
+            _change,
             address,
             now=self.now(),
             status="active",
@@ -688,7 +701,7 @@ class _Service:
             address = self.verify("unsubscribe", token)
         except tokens.TokenError as e:
             return self.error(request, 400, e.message)
-        subscriber = await self.db(subscribers.get_subscriber, address)
+        subscriber = await self.read(subscribers.get_subscriber, address)
         status = subscriber.status if subscriber else "unsubscribed"
         return self.respond(
             request,
@@ -747,9 +760,7 @@ class _Service:
         )
 
     def _unsubscribe(self, store: Store, address: str) -> subscribers.Subscriber | None:
-        if subscribers.get_subscriber(store, address) is None:
-            return None  # forgotten already: nothing to stop
-        return subscribers.update_subscriber(
+        return _change(
             store,
             address,
             now=self.now(),
@@ -800,7 +811,7 @@ class _Service:
             address = self.verify("preferences", token)
         except tokens.TokenError as e:
             return self.error(request, 400, e.message)
-        subscriber = await self.db(subscribers.get_subscriber, address)
+        subscriber = await self.read(subscribers.get_subscriber, address)
         if subscriber is None:
             return self.error(request, 400, "there is no subscription for this link any more")
         return self.preferences_page(request, token, subscriber)
@@ -813,7 +824,7 @@ class _Service:
         except tokens.TokenError as e:
             return self.error(request, 400, e.message)
         action = self.field(form, "action", 32) or "save"
-        current = await self.db(subscribers.get_subscriber, address)
+        current = await self.read(subscribers.get_subscriber, address)
         if current is None:
             return self.error(request, 400, "there is no subscription for this link any more")
         if not self.csrf_ok(request, form):
@@ -833,7 +844,7 @@ class _Service:
             except subscribers.SubscriberError as e:
                 return self.preferences_page(request, token, current, status=422, error=e.message)
             changed = await self.db(
-                subscribers.update_subscriber,
+                _change,
                 address,
                 now=now,
                 categories=categories,
@@ -842,7 +853,7 @@ class _Service:
             message = "Your choice of categories is saved."
         elif action == "pause":
             changed = await self.db(
-                subscribers.update_subscriber,
+                _change,
                 address,
                 now=now,
                 status="paused",
@@ -851,7 +862,7 @@ class _Service:
             message = "The newsletter is paused: you get nothing until you resume it."
         elif action == "resume":
             changed = await self.db(
-                subscribers.update_subscriber,
+                _change,
                 address,
                 now=now,
                 status="active",
@@ -879,6 +890,19 @@ class _Service:
         if isinstance(exc, HTTPException):
             return self.error(request, exc.status_code, exc.detail)
         return self.error(request, 500, "something went wrong on our side")
+
+
+def _change(store: Store, address: str, **changes: Any) -> subscribers.Subscriber | None:
+    """``subscribers.update_subscriber``; None if the address is not (or no longer) known."""
+    if subscribers.get_subscriber(store, address) is None:
+        return None
+    try:
+        return subscribers.update_subscriber(store, address, **changes)
+    except subscribers.SubscriberError:
+        # Deleted (``subscribers remove --forget``) between the two looks.
+        if subscribers.get_subscriber(store, address) is None:
+            return None
+        raise
 
 
 def create_app(

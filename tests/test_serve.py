@@ -39,7 +39,8 @@ def smtp() -> Iterator[SmtpSink]:
 def server(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("serve")
     # Generous limits: this module's tests share one client address.
-    running = start_server(directory, smtp, extra="rate_limit_client = 1000\nrate_limit_address = 5")
+    limits = "rate_limit_client = 1000\nrate_limit_address = 5"
+    running = start_server(directory, smtp, extra=limits)
     yield running
     running.stop()
 
