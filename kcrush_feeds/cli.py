@@ -165,9 +165,16 @@ def main(ctx: click.Context, config_option: str | None, verbose: int, quiet: boo
 
 
 def _register() -> None:
-    from .commands import init, records, serve, status
+    from .commands import init, preview, records, serve, status, subscribers
 
-    for command in (init.init, records.import_command, serve.serve, status.status):
+    for command in (
+        init.init,
+        records.import_command,
+        status.status,
+        subscribers.subscribers,
+        preview.preview,
+        serve.serve,
+    ):
         main.add_command(command)
 
 
