@@ -110,8 +110,9 @@ def link_in(message: EmailMessage, path: str) -> str:
     return match.group(0)
 
 
-def write_config(directory: Path, *, port: int, smtp_port: int, extra: str = "",
-                 base_path: str = "") -> Path:
+def write_config(
+    directory: Path, *, port: int, smtp_port: int, extra: str = "", base_path: str = ""
+) -> Path:
     text = BASE_CONFIG.replace(
         'base_url = "https://www.kcrush.com/newsletter"',
         f'base_url = "http://127.0.0.1:{port}{base_path}"\n{extra}',
@@ -167,17 +168,36 @@ class Server:
                 self.process.wait()
 
 
-def start_server(directory: Path, smtp: SmtpSink, *, extra: str = "", root_path: str = "",
-                 public_path: str | None = None) -> Server:
+def start_server(
+    directory: Path,
+    smtp: SmtpSink,
+    *,
+    extra: str = "",
+    root_path: str = "",
+    public_path: str | None = None,
+) -> Server:
     """Write a config into ``directory`` and start ``kcrush-feeds serve`` on a free port."""
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
-    write_config(directory, port=port, smtp_port=smtp.port, extra=extra,
-                 base_path=root_path if public_path is None else public_path)
+    write_config(
+        directory,
+        port=port,
+        smtp_port=smtp.port,
+        extra=extra,
+        base_path=root_path if public_path is None else public_path,
+    )
     env = {**os.environ, SECRET_ENV: SECRET}
     env.pop("KCRUSH_FEEDS_NOW", None)
-    args = [sys.executable, "-m", "kcrush_feeds", "--config", str(directory / "config.toml"),
-            "serve", "--port", str(port)]
+    args = [
+        sys.executable,
+        "-m",
+        "kcrush_feeds",
+        "--config",
+        str(directory / "config.toml"),
+        "serve",
+        "--port",
+        str(port),
+    ]
     if root_path:
         args += ["--root-path", root_path]
     log = (directory / "serve.log").open("wb")
@@ -204,13 +224,23 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
-def subscribe(client: httpx.Client, address: str, *, name: str = "",
-              categories: Iterator[str] | list[str] | None = None, **fields: str) -> httpx.Response:
+def subscribe(
+    client: httpx.Client,
+    address: str,
+    *,
+    name: str = "",
+    categories: Iterator[str] | list[str] | None = None,
+    **fields: str,
+) -> httpx.Response:
     """What a browser does: load the form (cookie + token), then post it."""
     page = client.get("/subscribe")
     assert page.status_code == 200, page.text
-    data: dict[str, Any] = {"email": address, "name": name, "csrf_token": csrf_from(page.text),
-                            **fields}
+    data: dict[str, Any] = {
+        "email": address,
+        "name": name,
+        "csrf_token": csrf_from(page.text),
+        **fields,
+    }
     if categories is not None:
         data["categories"] = list(categories)
     return client.post("/subscribe", data=data)

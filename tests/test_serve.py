@@ -75,16 +75,24 @@ def test_double_opt_in_flow(server: Server) -> None:
         assert "text/html" in form.headers["content-type"]
         assert 'name="categories" value="kpop-interviews"' in form.text
         assert "kcrush_csrf" in form.headers["set-cookie"]
-        answer = client.post("/subscribe", data={
-            "email": address, "name": "Mina", "categories": ["kpop-interviews"],
-            "csrf_token": csrf_from(form.text),
-        })
+        answer = client.post(
+            "/subscribe",
+            data={
+                "email": address,
+                "name": "Mina",
+                "categories": ["kpop-interviews"],
+                "csrf_token": csrf_from(form.text),
+            },
+        )
         assert answer.status_code == 200, answer.text
         assert "Check your inbox" in answer.text
         pending = server.subscriber(address)
         assert pending is not None
         assert (pending.status, pending.name, pending.categories) == (
-            "pending", "Mina", ("kpop-interviews",))
+            "pending",
+            "Mina",
+            ("kpop-interviews",),
+        )
 
         mail = server.smtp.wait_for("Mina.Kim@example.com")[0]
         assert mail["Subject"] == "Confirm your subscription to KCrush Weekly"
@@ -130,15 +138,19 @@ def test_json_clients(server: Server) -> None:
         assert form.status_code == 200
         body = form.json()
         assert [c["slug"] for c in body["categories"]] == ["kpop-articles", "kpop-interviews"]
-        answer = client.post("/subscribe", data={
-            "email": "json@example.com", "csrf_token": body["csrf_token"]})
+        answer = client.post(
+            "/subscribe", data={"email": "json@example.com", "csrf_token": body["csrf_token"]}
+        )
         assert answer.status_code == 200
         assert answer.json()["status"] == "ok"
         bad = client.get("/confirm?token=nonsense")
         assert bad.status_code == 400 and "error" in bad.json()
         health = client.get("/health")
-        assert health.json() == {"status": "ok", "store": "ok", "schema_version": health.json()[
-            "schema_version"]}
+        assert health.json() == {
+            "status": "ok",
+            "store": "ok",
+            "schema_version": health.json()["schema_version"],
+        }
 
 
 def test_resubscribing_after_unsubscribe_needs_a_new_confirmation(server: Server) -> None:
@@ -178,15 +190,22 @@ def test_one_click_unsubscribe_with_exactly_what_a_mail_provider_sends(server: S
     assert "set-cookie" not in raw.headers
     assert server.subscriber(address).status == "unsubscribed"  # type: ignore[union-attr]
     # A second one (providers retry) is still a 200 and changes nothing more.
-    assert httpx.post(url, content=b"List-Unsubscribe=One-Click", headers={
-        "Content-Type": "application/x-www-form-urlencoded"}).status_code == 200
+    assert (
+        httpx.post(
+            url,
+            content=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ).status_code
+        == 200
+    )
 
 
 def test_one_click_unsubscribe_as_multipart(server: Server) -> None:
     address = "multipart@example.com"
     confirmed(server, address)
-    r = httpx.post(unsubscribe_url(server, address),
-                   files={"List-Unsubscribe": (None, "One-Click")})
+    r = httpx.post(
+        unsubscribe_url(server, address), files={"List-Unsubscribe": (None, "One-Click")}
+    )
     assert r.status_code == 200
     assert server.subscriber(address).status == "unsubscribed"  # type: ignore[union-attr]
 
@@ -202,8 +221,10 @@ def test_get_on_the_unsubscribe_link_changes_nothing(server: Server) -> None:
             assert "<button" in page.text and "scanned@example.com" in page.text
         assert server.subscriber(address) == before
         # The button on the page: a form POST with its CSRF token.
-        r = client.post("/unsubscribe", data={
-            "token": url.split("token=")[1], "csrf_token": csrf_from(page.text)})
+        r = client.post(
+            "/unsubscribe",
+            data={"token": url.split("token=")[1], "csrf_token": csrf_from(page.text)},
+        )
         assert r.status_code == 200 and "no more newsletters" in r.text
     assert server.subscriber(address).status == "unsubscribed"  # type: ignore[union-attr]
 
@@ -219,9 +240,11 @@ def test_the_unsubscribe_button_needs_its_csrf_token(server: Server) -> None:
         forged = client.post("/unsubscribe", data={"token": token, "csrf_token": "1.abc"})
         assert forged.status_code == 403
         # Another browser's cookie with this page's token: refused too.
-        other = httpx.post(f"{server.url}/unsubscribe", data={
-            "token": token, "csrf_token": csrf_from(page.text)},
-            cookies={"kcrush_csrf": "A" * 32})
+        other = httpx.post(
+            f"{server.url}/unsubscribe",
+            data={"token": token, "csrf_token": csrf_from(page.text)},
+            cookies={"kcrush_csrf": "A" * 32},
+        )
         assert other.status_code == 403
     assert server.subscriber(address) == before
 
@@ -250,8 +273,12 @@ def test_tampered_expired_and_other_address_tokens_are_refused(server: Server) -
             "empty": "",
         }
         for label, token in bad_tokens.items():
-            for method, path in (("GET", "unsubscribe"), ("POST", "unsubscribe"),
-                                 ("GET", "preferences"), ("GET", "confirm")):
+            for method, path in (
+                ("GET", "unsubscribe"),
+                ("POST", "unsubscribe"),
+                ("GET", "preferences"),
+                ("GET", "confirm"),
+            ):
                 data = {"List-Unsubscribe": "One-Click"} if method == "POST" else None
                 r = client.request(method, f"/{path}?token={token}", data=data)
                 assert r.status_code == 400, (label, method, path, r.status_code)
@@ -261,16 +288,24 @@ def test_tampered_expired_and_other_address_tokens_are_refused(server: Server) -
                 r = client.request(method, f"/{path}?token={wrong}", data=data)
                 assert r.status_code == 400, (label, method, path, r.status_code)
                 assert "not valid" in r.text or "expired" in r.text, (label, r.text)
-        expired = tokens.sign(SECRET_BYTES, "confirm", "late@example.com",
-                              expires=datetime.now(UTC) - timedelta(minutes=1))
+        expired = tokens.sign(
+            SECRET_BYTES,
+            "confirm",
+            "late@example.com",
+            expires=datetime.now(UTC) - timedelta(minutes=1),
+        )
         assert subscribe(client, "late@example.com").status_code == 200
         r = client.get(f"/confirm?token={expired}")
         assert r.status_code == 400 and "expired" in r.text
         assert server.subscriber("late@example.com").status == "pending"  # type: ignore[union-attr]
         # Query and form naming two different tokens: refused, not one of them picked.
-        r = client.post(f"/unsubscribe?token={good}", data={
-            "token": tokens.sign(SECRET_BYTES, "unsubscribe", attacker),
-            "List-Unsubscribe": "One-Click"})
+        r = client.post(
+            f"/unsubscribe?token={good}",
+            data={
+                "token": tokens.sign(SECRET_BYTES, "unsubscribe", attacker),
+                "List-Unsubscribe": "One-Click",
+            },
+        )
         assert r.status_code == 400
     assert server.subscriber(victim.email) == victim
 
@@ -289,8 +324,9 @@ def test_preferences_categories_pause_resume_unsubscribe(server: Server) -> None
 
         def act(action: str, **extra: object) -> httpx.Response:
             page = client.get(url)
-            return client.post(url, data={"action": action, "csrf_token": csrf_from(page.text),
-                                          **extra})
+            return client.post(
+                url, data={"action": action, "csrf_token": csrf_from(page.text), **extra}
+            )
 
         r = act("save", categories=["kpop-articles"])
         assert r.status_code == 200 and "saved" in r.text
@@ -336,8 +372,10 @@ def test_subscribe_without_csrf_shows_the_form_again_filled_in(server: Server) -
         assert 'value="embedded@example.com"' in r.text and "once more" in r.text
         assert server.subscriber("embedded@example.com") is None
         # The second press (the page set the cookie and holds a token) goes through.
-        r = client.post("/subscribe", data={"email": "embedded@example.com", "name": "Jin",
-                                            "csrf_token": csrf_from(r.text)})
+        r = client.post(
+            "/subscribe",
+            data={"email": "embedded@example.com", "name": "Jin", "csrf_token": csrf_from(r.text)},
+        )
         assert r.status_code == 200
     assert server.subscriber("embedded@example.com").status == "pending"  # type: ignore[union-attr]
 
@@ -361,27 +399,46 @@ def test_invalid_input_is_refused_with_the_form(server: Server) -> None:
 def test_request_size_limits(server: Server) -> None:
     with server.client() as client:
         page = client.get("/subscribe")
-        big = client.post("/subscribe", data={"email": "big@example.com", "name": "x" * 20000,
-                                              "csrf_token": csrf_from(page.text)})
+        big = client.post(
+            "/subscribe",
+            data={
+                "email": "big@example.com",
+                "name": "x" * 20000,
+                "csrf_token": csrf_from(page.text),
+            },
+        )
         assert big.status_code == 413
+
         # A lying Content-Length header is caught as the body streams in.
         def chunks() -> Iterator[bytes]:
             for _ in range(40):
                 yield b"a" * 1024
-        streamed = client.post("/subscribe", content=chunks(),
-                               headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+        streamed = client.post(
+            "/subscribe",
+            content=chunks(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
         assert streamed.status_code == 413
         long_name = subscribe(client, "long@example.com", name="x" * 300)
         assert long_name.status_code in (400, 422)
-        assert client.post("/subscribe", content=b"{}", headers={
-            "Content-Type": "application/json"}).status_code == 415
+        assert (
+            client.post(
+                "/subscribe", content=b"{}", headers={"Content-Type": "application/json"}
+            ).status_code
+            == 415
+        )
     assert server.subscriber("big@example.com") is None
 
 
 def test_no_redirects_and_security_headers(server: Server) -> None:
     with server.client() as client:
-        for path in ("/subscribe?next=https://evil.example", "/confirm?token=x&next=//evil",
-                     "/unsubscribe?token=x&redirect=https://evil.example", "/nowhere"):
+        for path in (
+            "/subscribe?next=https://evil.example",
+            "/confirm?token=x&next=//evil",
+            "/unsubscribe?token=x&redirect=https://evil.example",
+            "/nowhere",
+        ):
             r = client.get(path, follow_redirects=False)
             assert not r.is_redirect and "location" not in r.headers
             assert r.headers["referrer-policy"] == "no-referrer"
@@ -401,9 +458,11 @@ def test_health(server: Server) -> None:
 
 
 def test_rate_limit_per_client_and_per_address(tmp_path: Path, smtp: SmtpSink) -> None:
-    server = start_server(tmp_path, smtp,
-                          extra="rate_limit_client = 4\nrate_limit_address = 2\n"
-                                'rate_limit_window = "1h"')
+    server = start_server(
+        tmp_path,
+        smtp,
+        extra='rate_limit_client = 4\nrate_limit_address = 2\nrate_limit_window = "1h"',
+    )
     try:
         with server.client() as client:
             assert subscribe(client, "rl@example.com").status_code == 200
@@ -431,8 +490,9 @@ def test_proxy_headers_only_from_a_trusted_proxy(tmp_path: Path, smtp: SmtpSink)
         assert (r1, r2) == (200, 429)
     finally:
         untrusted.stop()
-    trusted = start_server(tmp_path / "b", smtp,
-                           extra='rate_limit_client = 1\ntrusted_proxies = ["127.0.0.1"]')
+    trusted = start_server(
+        tmp_path / "b", smtp, extra='rate_limit_client = 1\ntrusted_proxies = ["127.0.0.1"]'
+    )
     try:
         r1 = _post_as(trusted, "p3@example.com", "203.0.113.1")
         r2 = _post_as(trusted, "p4@example.com", "203.0.113.2")
@@ -445,8 +505,9 @@ def test_proxy_headers_only_from_a_trusted_proxy(tmp_path: Path, smtp: SmtpSink)
 def _post_as(server: Server, address: str, client_ip: str) -> int:
     with server.client(headers={"X-Forwarded-For": client_ip}) as client:
         page = client.get("/subscribe")
-        return client.post("/subscribe", data={
-            "email": address, "csrf_token": csrf_from(page.text)}).status_code
+        return client.post(
+            "/subscribe", data={"email": address, "csrf_token": csrf_from(page.text)}
+        ).status_code
 
 
 def test_behind_a_proxy_at_a_path_prefix(tmp_path: Path, smtp: SmtpSink) -> None:
@@ -462,8 +523,10 @@ def test_behind_a_proxy_at_a_path_prefix(tmp_path: Path, smtp: SmtpSink) -> None
             # The browser sends it to /newsletter/...; this client talks to the app as
             # nginx does, under /, so it is given the cookie by hand.
             client.cookies.set("kcrush_csrf", page.cookies["kcrush_csrf"])
-            r = client.post("/subscribe", data={"email": "prefix@example.com",
-                                                "csrf_token": csrf_from(page.text)})
+            r = client.post(
+                "/subscribe",
+                data={"email": "prefix@example.com", "csrf_token": csrf_from(page.text)},
+            )
             assert r.status_code == 200
             assert 'href="/newsletter/subscribe"' in r.text
             link = link_in(server.smtp.wait_for("prefix@example.com")[0], "confirm")

@@ -86,31 +86,61 @@ class Worker:
         preferences = f"/preferences?token={tokens.sign(secret, 'preferences', address)}"
         unsubscribe = f"/unsubscribe?token={tokens.sign(secret, 'unsubscribe', address)}"
         form = await self.call("GET", "/subscribe")  # 1
-        await self.call("POST", "/subscribe", data={  # 2
-            "email": address, "name": f"Reader {address[:12]}", "csrf_token": self.csrf(form)})
+        await self.call(
+            "POST",
+            "/subscribe",
+            data={  # 2
+                "email": address,
+                "name": f"Reader {address[:12]}",
+                "csrf_token": self.csrf(form),
+            },
+        )
         await self.call("GET", confirm)  # 3
         await self.call("GET", "/health")  # 4
         page = await self.call("GET", preferences)  # 5
         boxes, categories = self.rng.choice(CATEGORY_CHOICES)
-        page = await self.call("POST", preferences, data={  # 6
-            "action": "save", "categories": boxes, "csrf_token": self.csrf(page)})
+        page = await self.call(
+            "POST",
+            preferences,
+            data={  # 6
+                "action": "save",
+                "categories": boxes,
+                "csrf_token": self.csrf(page),
+            },
+        )
         pause = self.rng.random() < 0.5
         if pause:
-            page = await self.call("POST", preferences, data={  # 7
-                "action": "pause", "csrf_token": self.csrf(page)})
+            page = await self.call(
+                "POST",
+                preferences,
+                data={  # 7
+                    "action": "pause",
+                    "csrf_token": self.csrf(page),
+                },
+            )
         else:
             await self.call("GET", unsubscribe)  # 7: a scanner following the link
         await self.call("GET", unsubscribe)  # 8: changes nothing
         if pause and self.rng.random() < 0.5:
-            await self.call("POST", preferences, data={  # 9
-                "action": "resume", "csrf_token": self.csrf(page)})
+            await self.call(
+                "POST",
+                preferences,
+                data={  # 9
+                    "action": "resume",
+                    "csrf_token": self.csrf(page),
+                },
+            )
             status = "active"
         else:
             await self.call("GET", confirm)  # 9: idempotent
             status = "paused" if pause else "active"
         if self.rng.random() < 0.3:
-            await self.call("POST", unsubscribe, content=b"List-Unsubscribe=One-Click",  # 10
-                            headers={"Content-Type": "application/x-www-form-urlencoded"})
+            await self.call(
+                "POST",
+                unsubscribe,
+                content=b"List-Unsubscribe=One-Click",  # 10
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
             status = "unsubscribed"
         else:
             await self.call("GET", "/health")  # 10
@@ -119,12 +149,14 @@ class Worker:
 
 @pytest.mark.slow
 def test_ten_thousand_mixed_requests_lose_nothing(tmp_path: Path, smtp: SmtpSink) -> None:
-    server = start_server(tmp_path, smtp,
-                          extra="rate_limit_client = 100000\nrate_limit_address = 100")
+    server = start_server(
+        tmp_path, smtp, extra="rate_limit_client = 100000\nrate_limit_address = 100"
+    )
     try:
         addresses = [f"load-{n:04d}@example.com" for n in range(ADDRESSES)]
-        workers = [Worker(server, w, addresses[w::WORKERS], as_json=w % 2 == 1)
-                   for w in range(WORKERS)]
+        workers = [
+            Worker(server, w, addresses[w::WORKERS], as_json=w % 2 == 1) for w in range(WORKERS)
+        ]
 
         async def run_all() -> None:
             await asyncio.wait_for(asyncio.gather(*(w.run() for w in workers)), TIME_LIMIT)
@@ -140,14 +172,22 @@ def test_ten_thousand_mixed_requests_lose_nothing(tmp_path: Path, smtp: SmtpSink
 
         expected = {a: e for w in workers for a, e in w.expected.items()}
         with server.store() as store:
-            found = {s.email: s for s in subscribers.iter_subscribers(store)
-                     if s.email.startswith("load-")}
+            found = {
+                s.email: s
+                for s in subscribers.iter_subscribers(store)
+                if s.email.startswith("load-")
+            }
         assert sorted(found) == sorted(expected)
-        wrong = [(a, found[a].status, found[a].categories, e) for a, e in expected.items()
-                 if (found[a].status, found[a].categories) != (e.status, e.categories)]
+        wrong = [
+            (a, found[a].status, found[a].categories, e)
+            for a, e in expected.items()
+            if (found[a].status, found[a].categories) != (e.status, e.categories)
+        ]
         assert wrong == [], wrong[:5]
-        by_status = {s: sum(1 for e in expected.values() if e.status == s)
-                     for s in ("active", "paused", "unsubscribed")}
+        by_status = {
+            s: sum(1 for e in expected.values() if e.status == s)
+            for s in ("active", "paused", "unsubscribed")
+        }
         assert all(by_status.values()), by_status  # the mix really had all three
         # One confirmation mail per subscribe, none lost (sent after each answer).
         deadline = time.monotonic() + 30
