@@ -110,12 +110,10 @@ def link_in(message: EmailMessage, path: str) -> str:
     return match.group(0)
 
 
-def write_config(
-    directory: Path, *, port: int, smtp_port: int, extra: str = "", base_path: str = ""
-) -> Path:
+def write_config(directory: Path, *, base_url: str, smtp_port: int, extra: str = "") -> Path:
     text = BASE_CONFIG.replace(
         'base_url = "https://www.kcrush.com/newsletter"',
-        f'base_url = "http://127.0.0.1:{port}{base_path}"\n{extra}',
+        f'base_url = "{base_url}"\n{extra}',
     )
     text += f"""
 [smtp]
@@ -174,17 +172,16 @@ def start_server(
     *,
     extra: str = "",
     root_path: str = "",
-    public_path: str | None = None,
+    base_url: str | None = None,
 ) -> Server:
     """Write a config into ``directory`` and start ``kcrush-feeds serve`` on a free port."""
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
     write_config(
         directory,
-        port=port,
+        base_url=base_url or f"http://127.0.0.1:{port}{root_path}",
         smtp_port=smtp.port,
         extra=extra,
-        base_path=root_path if public_path is None else public_path,
     )
     env = {**os.environ, SECRET_ENV: SECRET}
     env.pop("KCRUSH_FEEDS_NOW", None)
