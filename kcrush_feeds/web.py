@@ -91,7 +91,9 @@ _HEADERS = {
 
 
 class Mailer(Protocol):
-    """Sends one message (RFC 5322 bytes) to one recipient; raises nothing it can log."""
+    """Sends one message (RFC 5322 bytes) to one recipient, logging what became of it."""
+
+    async def start(self) -> None: ...
 
     async def send(self, recipient: str, data: bytes) -> None: ...
 
@@ -99,23 +101,30 @@ class Mailer(Protocol):
 
 
 class SmtpMailer:
-    """The digest's SMTP pool (``smtp.SmtpPool``), kept open while the server runs."""
+    """The digest's SMTP pool (``smtp.SmtpPool``), open while the server runs.
+
+    The pool keeps a few connections, reconnects idle or dropped ones, and applies
+    ``[smtp]``'s rate limit and retries, exactly as for the digest.
+    """
 
     def __init__(self, config: Config) -> None:
         from .smtp import SmtpPool, SmtpSettings  # local: only a running server needs SMTP
 
         settings = SmtpSettings.from_config(config.require_smtp(), base_dir=config.base_dir)
         self._pool = SmtpPool(settings, sender=config.require_digest().from_addr)
-        self._entered = False
+
+    async def start(self) -> None:
+        await self._pool.__aenter__()
 
     async def send(self, recipient: str, data: bytes) -> None:
-        if not self._entered:
-            await self._pool.__aenter__()
-            self._entered = True
         try:
             result = await self._pool.send(recipient, data)
         except KcrushError as e:
             log.error("mail to %s not sent: %s", recipient, e)
+            return
+        except Exception:
+            # Runs after the answer went out: nobody else would ever hear of this failure.
+            log.exception("mail to %s not sent", recipient)
             return
         if result.sent:
             log.info("mail to %s: %s", recipient, result.reply)
@@ -123,8 +132,7 @@ class SmtpMailer:
             log.warning("mail to %s not sent (%s): %s", recipient, result.outcome, result.reply)
 
     async def aclose(self) -> None:
-        if self._entered:
-            await self._pool.aclose()
+        await self._pool.aclose()
 
 
 # --- abuse controls --------------------------------------------------------------------------
@@ -338,6 +346,7 @@ class _Service:
         store = Store.open(self.store_path)
         reader = Store.open(self.store_path)
         mailer = self.mailer_factory(self.config)
+        await mailer.start()
         self.runtime = _Runtime(
             store, anyio.CapacityLimiter(1), reader, anyio.CapacityLimiter(1), mailer
         )

@@ -538,3 +538,32 @@ def test_behind_a_proxy_at_a_path_prefix(tmp_path: Path, smtp: SmtpSink) -> None
         assert server.subscriber("prefix@example.com").status == "active"  # type: ignore[union-attr]
     finally:
         server.stop()
+
+
+def test_editors_override_templates(tmp_path: Path, smtp: SmtpSink) -> None:
+    own = tmp_path / "site" / "my-templates"
+    own.mkdir(parents=True)
+    (own / "subscribed.html").write_text(
+        '{% extends "base.html" %}{% block content %}<p>Annyeong! Check your mail, '
+        "{{ list_name }} reader.</p>{% endblock %}",
+        encoding="utf-8",
+    )
+    (own / "confirm.txt").write_text(
+        '{% set subject = "Please confirm, " ~ (subscriber.name or "friend") %}'
+        "Click: {{ confirm_url }}\n",
+        encoding="utf-8",
+    )
+    server = start_server(tmp_path / "site", smtp, extra='templates_dir = "my-templates"')
+    try:
+        with server.client() as client:
+            r = subscribe(client, "override@example.com", name="Hana")
+            assert r.status_code == 200
+            assert "Annyeong! Check your mail, KCrush Weekly reader." in r.text
+            assert "<header>" in r.text  # the built-in base.html still frames it
+            # Pages not overridden are the built-in ones.
+            assert "What would you like to read?" in client.get("/subscribe").text
+        mail = server.smtp.wait_for("override@example.com")[0]
+        assert mail["Subject"] == "Please confirm, Hana"
+        assert link_in(mail, "confirm")
+    finally:
+        server.stop()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from ..cli import App, pass_app
 from ..errors import UsageError
+
+log = logging.getLogger("kcrush_feeds.serve")
 
 
 @click.command()
@@ -45,6 +49,21 @@ def serve(app: App, host: str, port: int, root_path: str) -> None:
     config.require_subscriptions().secret()  # fail here, with the hint, not in the server
     config.require_smtp()
     web = create_app(config, config.database_path, clock.now)
+    # uvicorn's own messages (startup errors, exceptions in a request) through our handler.
+    ours = logging.getLogger("kcrush_feeds")
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = ours.handlers
+        logger.propagate = False
+        # Its startup chatter only under -v: our own line below says where we listen.
+        logger.setLevel(ours.level if ours.level <= logging.DEBUG else logging.WARNING)
+    log.info(
+        "serving on http://%s:%d%s (public: %s)",
+        host,
+        port,
+        root_path,
+        config.require_subscriptions().base_url,
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             web,
