@@ -132,6 +132,15 @@ def test_the_answer_does_not_tell_whether_the_address_was_known(server: Server) 
     assert server.subscriber("fresh@example.com").status == "pending"  # type: ignore[union-attr]
 
 
+def test_a_korean_name_in_the_mail(server: Server) -> None:
+    with server.client() as client:
+        assert subscribe(client, "minah@example.com", name="김민아").status_code == 200
+    mail = server.smtp.wait_for("minah@example.com")[0]
+    assert mail["To"] == "김민아 <minah@example.com>"  # RFC 2047-encoded on the wire
+    assert body_of(mail).startswith("Hello 김민아,")
+    assert server.subscriber("minah@example.com").name == "김민아"  # type: ignore[union-attr]
+
+
 def test_json_clients(server: Server) -> None:
     with server.client(headers={"Accept": "application/json"}) as client:
         form = client.get("/subscribe")
