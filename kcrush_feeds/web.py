@@ -292,6 +292,7 @@ def template_environment(settings: SubscriptionsConfig, base_dir: Path) -> jinja
     return jinja2.Environment(
         loader=jinja2.ChoiceLoader(loaders),
         autoescape=jinja2.select_autoescape(["html"]),
+        auto_reload=False,  # read once at start: no stat() of every template per request
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
