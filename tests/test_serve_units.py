@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from kcrush_feeds import subscribers
 from kcrush_feeds.store import Store
 from kcrush_feeds.web import Csrf, SlidingWindow
@@ -69,3 +71,18 @@ def test_csrf_tokens() -> None:
     assert not csrf.check(nonce, token.replace(".", ".x"), 1001)
     assert not csrf.check(None, token, 1001)
     assert not Csrf(b"another-secret-0123456").check(nonce, token, 1001)
+
+
+def test_serve_refuses_to_start_without_what_it_needs(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = project.run("serve", "--port", "0")
+    assert result.exit_code == 2
+    assert "[smtp]: the section is missing" in result.output
+    project.append_config('[smtp]\nhost = "127.0.0.1"\ntls = "none"\n')
+    result = project.run("serve", "--root-path", "newsletter/")
+    assert result.exit_code == 2 and "--root-path" in result.output
+    monkeypatch.delenv("KCRUSH_TEST_SECRET")
+    result = project.run("serve")
+    assert result.exit_code == 2
+    assert "KCRUSH_TEST_SECRET" in result.output and "hint" in result.output
