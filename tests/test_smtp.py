@@ -25,13 +25,13 @@ from kcrush_feeds.smtp import (
 SENDER = "KCrush Weekly <newsletter@kcrush.com>"
 
 
-def message(recipient: str, n: int = 0) -> bytes:
+def message(recipient: str, n: int = 0, message_id: str | None = None) -> bytes:
     """A real RFC 5322 message with CRLF line ends, as the composer produces."""
     msg = EmailMessage()
     msg["From"] = SENDER
     msg["To"] = recipient
     msg["Subject"] = f"KCrush Weekly #{n}"
-    msg["Message-ID"] = f"<digest-1.sub-{n}@kcrush.com>"
+    msg["Message-ID"] = message_id or f"<digest-1.sub-{n}@kcrush.com>"
     msg.set_content(f"Hello {recipient}\n.\n..a line starting with a dot\n")
     msg.add_alternative(f"<p>Hello {recipient}</p>", subtype="html")
     return msg.as_bytes(policy=SMTP_POLICY)
