@@ -39,7 +39,7 @@ from .smtp import Outcome, SendResult, SmtpPool, SmtpSettings, SmtpUnavailable
 log = logging.getLogger("kcrush_feeds.sending")
 
 ENV_CRASH = "KCRUSH_FEEDS_TEST_CRASH_AFTER"
-SENDERS_PER_CONNECTION = 2  # a connection is busy while another sender waits for its commit
+SENDERS_PER_CONNECTION = 4  # a connection is busy while another sender waits for its commit
 QUEUE_PER_SENDER = 2  # composed messages waiting per sender
 
 
