@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CODE   := kcrush_feeds tests $(wildcard bench)
 
 .PHONY: demo test lint bench clean
 
@@ -13,11 +14,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m kcrush_feeds.demo
+	$(BIN)/python -m kcrush_feeds.demo examples demo-output
 
 lint: $(STAMP)
-	$(BIN)/ruff check kcrush_feeds tests bench
-	$(BIN)/ruff format --check kcrush_feeds tests bench
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/ruff format --check $(CODE)
 	$(BIN)/mypy
 
 test: lint

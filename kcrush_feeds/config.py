@@ -96,7 +96,14 @@ def _check_mailbox(value: str) -> str:
     name, addr = parseaddr(value)
     if not addr or "\n" in value or "\r" in value:
         raise ValueError(f"{value!r} is not an address such as 'KCrush <news@kcrush.com>'")
-    return formataddr((name, check_email(addr))) if name else check_email(addr)
+    try:
+        address = check_email(addr)
+    except ValueError as e:
+        reason = str(e).split(": ", 1)[-1]
+        raise ValueError(
+            f"{value!r} is not an address such as 'KCrush <news@kcrush.com>': {reason}"
+        ) from e
+    return formataddr((name, address)) if name else address
 
 
 def _check_slug(value: str) -> str:
