@@ -184,15 +184,6 @@ def record_results(
         write_results(conn, deliveries, now, max_hard_bounces=max_hard_bounces)
 
 
-def finish_digest(store: Store, digest_id: int, now: datetime) -> None:
-    """Mark ``digest_id`` done: every subscriber has been served (or failed for good)."""
-    with store.transaction() as conn:
-        conn.execute(
-            "UPDATE digests SET status = 'done', finished_at = ? WHERE id = ? AND status <> 'done'",
-            (to_timestamp(now), digest_id),
-        )
-
-
 def digest_state(store: Store, digest_id: int) -> tuple[str, datetime | None]:
     """(status, finished_at) of a digest."""
     row = store.conn.execute(

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from smtp_server import Behaviour, SmtpServer, smtp_server
-from test_send_ledger import NOW, add_digest, add_subscribers
-from test_smtp import message, settings
+from .smtp_server import Behaviour, SmtpServer, smtp_server
+from .test_send_ledger import NOW, add_digest, add_subscribers
+from .test_smtp import message, settings
 
 from kcrush_feeds import deliveries
 from kcrush_feeds.deliveries import Ledger

@@ -160,10 +160,14 @@ def test_ledger_group_commit_from_a_thread(store: Store) -> None:
     assert ledger.commits < 200  # results arriving together share a commit
 
 
-def test_finish_digest(store: Store) -> None:
+def test_digest_state(store: Store) -> None:
+    from kcrush_feeds.digest import load_digest, mark_done
+
     digest = add_digest(store)
     assert deliveries.digest_state(store, digest) == ("sending", None)
-    deliveries.finish_digest(store, digest, NOW)
+    found = load_digest(store, "2026-W48")
+    assert found is not None
+    mark_done(store, found, NOW)
     assert deliveries.digest_state(store, digest) == ("done", NOW)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from smtp_server import Behaviour, SmtpServer, smtp_server
+from .smtp_server import Behaviour, SmtpServer, smtp_server
 
 from kcrush_feeds.errors import DeliveryError
 from kcrush_feeds.smtp import (
@@ -197,7 +197,7 @@ def test_421_on_connect_for_good_stops_the_run() -> None:
 
 
 def test_server_not_listening_stops_the_run() -> None:
-    from smtp_server import free_port
+    from .smtp_server import free_port
 
     s = SmtpSettings(
         host="127.0.0.1",
