@@ -186,11 +186,12 @@ async def deliver(
                 accepted += 1
                 if crash:
                     crash.check(accepted, committed=False)
+            number = accepted  # which 250 this was, for the crash hook after the commit
             await ledger.record(
                 Delivery(digest_id, message.subscriber_id, message.message_id, result), moment()
             )
             if result.sent and crash:
-                crash.check(accepted, committed=True)
+                crash.check(number, committed=True)
             tally.count(message.recipient, result)
             if result.outcome is not Outcome.SENT:
                 log.warning("%s: %s: %s", message.recipient, result.outcome.value, result.reply)

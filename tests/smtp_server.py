@@ -240,6 +240,16 @@ class SmtpServer:
     def counts(self) -> Counter[str]:
         return Counter(self.recipients())
 
+    def settle(self, quiet: float = 0.3) -> None:
+        """Wait until nothing new arrived for ``quiet`` seconds: a client killed after
+        writing a whole message leaves it in the socket for the server to accept."""
+        import time
+
+        seen = -1
+        while seen != len(self.received):
+            seen = len(self.received)
+            time.sleep(quiet)
+
     def wait_for(self, n: int, timeout: float = 10.0) -> None:
         """Block until ``n`` messages were received (for subprocess tests)."""
         import time

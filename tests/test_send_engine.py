@@ -9,15 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from .smtp_server import Behaviour, SmtpServer, smtp_server
-from .test_send_ledger import NOW, add_digest, add_subscribers
-from .test_smtp import message, settings
 
 from kcrush_feeds import deliveries
 from kcrush_feeds.deliveries import Ledger
 from kcrush_feeds.errors import DeliveryError
 from kcrush_feeds.sending import Tally, deliver
 from kcrush_feeds.store import Store
+
+from .smtp_server import Behaviour, SmtpServer, smtp_server
+from .test_send_ledger import NOW, add_digest, add_subscribers
+from .test_smtp import message, settings
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from .smtp_server import Behaviour, SmtpServer, smtp_server
 
 from kcrush_feeds.errors import DeliveryError
 from kcrush_feeds.smtp import (
@@ -21,6 +20,8 @@ from kcrush_feeds.smtp import (
     SmtpSettings,
     SmtpUnavailable,
 )
+
+from .smtp_server import Behaviour, SmtpServer, smtp_server
 
 SENDER = "KCrush Weekly <newsletter@kcrush.com>"
 
