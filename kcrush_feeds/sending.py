@@ -162,6 +162,13 @@ async def deliver(
                 await queue.put(None)
 
     async def send_one(pool: SmtpPool) -> None:
+        try:
+            await sender_loop(pool)
+        except BaseException:
+            stop.set()
+            raise
+
+    async def sender_loop(pool: SmtpPool) -> None:
         nonlocal accepted
         while True:
             message = await queue.get()
@@ -202,7 +209,10 @@ async def deliver(
         producer = asyncio.create_task(produce())
         workers = [asyncio.create_task(send_one(pool)) for _ in range(senders)]
         try:
-            await asyncio.gather(*workers)
+            # A sender that fails (the store cannot be written) stops the others, which
+            # finish and record what they have in flight instead of being cancelled.
+            outcomes = await asyncio.gather(*workers, return_exceptions=True)
+            fatal.extend(e for e in outcomes if isinstance(e, BaseException))
             tally.stopped = stop.is_set() and tally.unavailable is None and not fatal
         finally:
             stop.set()
