@@ -323,3 +323,10 @@ def test_rate_limiter_alone() -> None:
         return time.monotonic() - start
 
     assert 0.18 <= asyncio.run(run()) < 0.6
+
+
+def test_non_ascii_address_uses_smtputf8() -> None:
+    with smtp_server() as server:
+        results, _ = asyncio.run(send_all(settings(server), ["björk@example.org"]))
+    assert results[0].sent
+    assert server.recipients() == ["björk@example.org"]
