@@ -42,7 +42,6 @@ from types import TracebackType
 import aiosmtplib
 from aiosmtplib import (
     SMTPAuthenticationError,
-    SMTPConnectResponseError,
     SMTPDataError,
     SMTPException,
     SMTPNotSupported,
@@ -427,7 +426,8 @@ class SmtpPool:
 
 
 def _raise_if_fatal(e: BaseException, settings: SmtpSettings) -> None:
-    """Errors no retry can fix: a certificate that does not verify, STARTTLS missing."""
+    """Errors no retry can fix: a certificate that does not verify, STARTTLS or AUTH
+    missing, a 5xx greeting."""
     cause: BaseException | None = e
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
@@ -437,15 +437,24 @@ def _raise_if_fatal(e: BaseException, settings: SmtpSettings) -> None:
                 hint="if the relay uses a private CA, name its certificate in smtp.ca_file",
             ) from e
         cause = cause.__cause__ or cause.__context__
-    if isinstance(e, SMTPException) and "STARTTLS" in str(e) and "not supported" in str(e):
+    text = str(e)
+    if isinstance(e, SMTPException) and "STARTTLS extension not supported" in text:
         raise DeliveryError(
             f"the SMTP server {settings.host}:{settings.port} does not offer STARTTLS",
             hint='use tls = "tls" for port 465, or tls = "none" only for a trusted local relay',
         ) from e
-    if isinstance(e, SMTPConnectResponseError) and e.code >= 500:
+    if isinstance(e, SMTPResponseException) and e.code >= 500:
         raise DeliveryError(
             f"the SMTP server {settings.host}:{settings.port} refused the connection: "
             f"{e.code} {e.message}"
+        ) from e
+    transient = (SMTPResponseException, SMTPServerDisconnected, SMTPTimeoutError, OSError)
+    if isinstance(e, SMTPException) and not isinstance(e, transient):
+        # Not a reply, a drop or a timeout: the server lacks something the config asks
+        # for (AUTH not offered, for example). The next try would fail the same way.
+        raise DeliveryError(
+            f"the SMTP server {settings.host}:{settings.port}: {e}",
+            hint="check smtp.tls, smtp.username and the server's requirements",
         ) from e
 
 

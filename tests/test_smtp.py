@@ -330,3 +330,17 @@ def test_non_ascii_address_uses_smtputf8() -> None:
         results, _ = asyncio.run(send_all(settings(server), ["björk@example.org"]))
     assert results[0].sent
     assert server.recipients() == ["björk@example.org"]
+
+
+def test_starttls_configured_but_not_offered_is_fatal() -> None:
+    with smtp_server() as server, pytest.raises(DeliveryError, match="does not offer STARTTLS"):
+        asyncio.run(send_all(settings(server, tls="starttls"), addresses(1)))
+    assert server.received == []
+
+
+def test_auth_configured_but_not_offered_is_fatal() -> None:
+    s_kwargs: dict[str, Any] = {"username": "newsletter", "password": "pw"}
+    with smtp_server() as server, pytest.raises(DeliveryError, match="AUTH") as info:
+        asyncio.run(send_all(settings(server, **s_kwargs), addresses(1)))
+    assert "smtp.username" in str(info.value)
+    assert server.connections == 1  # not retried: it would fail the same way
