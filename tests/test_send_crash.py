@@ -145,9 +145,9 @@ def test_sigkill_from_outside_at_arbitrary_moments(project: Project, server: Smt
 def test_sigterm_finishes_the_message_in_flight_records_it_and_exits(
     project: Project, server: SmtpServer
 ) -> None:
-    prepare(project, server, N_SUBSCRIBERS, concurrency=2, rate_limit=50)
+    prepare(project, server, N_SUBSCRIBERS, concurrency=2, rate_limit=20)
     process = send_process(project)
-    server.wait_for(8, timeout=30)
+    server.wait_for(5, timeout=30)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 75
@@ -179,7 +179,7 @@ def test_two_sends_started_together_deliver_each_message_once(
 
 
 def test_sigint_too(project: Project, server: SmtpServer) -> None:
-    prepare(project, server, N_SUBSCRIBERS, concurrency=1, rate_limit=50)
+    prepare(project, server, N_SUBSCRIBERS, concurrency=1, rate_limit=20)
     process = send_process(project)
     server.wait_for(3, timeout=30)
     process.send_signal(signal.SIGINT)
