@@ -68,3 +68,23 @@ def _read_pid(fd: int) -> int | None:
         return int(text) if text else None
     except (OSError, ValueError):
         return None
+
+
+def holder(database: Path, name: str = "send") -> int | None:
+    """The pid of the process holding the ``name`` lock now (0 if unknown), else None.
+
+    Read-only: does not create the lock file, and releases at once what it tests with.
+    """
+    try:
+        fd = os.open(lock_path(database, name), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read_pid(fd) or 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -148,6 +148,8 @@ def test_sigterm_finishes_the_message_in_flight_records_it_and_exits(
     prepare(project, server, N_SUBSCRIBERS, concurrency=2, rate_limit=20)
     process = send_process(project)
     server.wait_for(5, timeout=30)
+    status = project.run("status", "--json")
+    assert f'"pid": {process.pid}' in status.stdout  # status sees the send running
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 75

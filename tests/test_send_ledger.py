@@ -216,3 +216,23 @@ def test_second_runner_that_waits_long_enough_gets_the_lock(tmp_path: Path) -> N
         holder.join(5)
         assert holder.exitcode == 0  # it had finished: the lock was free only then
     assert 0.1 < waited < 3
+
+
+def test_holder_reports_a_running_send(tmp_path: Path) -> None:
+    from kcrush_feeds.locking import holder
+
+    database = tmp_path / "store.db"
+    assert holder(database) is None  # no lock file: nothing running, nothing created
+    assert not lock_path(database, "send").exists()
+    ready = multiprocessing.get_context("fork").Event()
+    process = multiprocessing.get_context("fork").Process(
+        target=_hold_lock, args=(str(database), 5.0, ready)
+    )
+    process.start()
+    try:
+        assert ready.wait(10)
+        assert holder(database) == process.pid
+    finally:
+        process.kill()
+        process.join()
+    assert holder(database) is None
