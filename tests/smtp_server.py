@@ -7,6 +7,7 @@
 - ``tempfail``: {address: n} answers 451 to RCPT for that address n times, then accepts;
 - ``reject``: addresses answered 550 at RCPT (a hard bounce);
 - ``drop_after``: close the connection after n accepted messages on it;
+- ``busy_after``: answer MAIL with "421 too busy" after n messages on a connection;
 - ``refuse_connections``: the next n connections get "421 too many connections";
 - ``slow``: seconds to wait before answering DATA (``slow_count`` times; -1 = always);
 - ``tls="starttls"`` (required) or ``tls="implicit"`` with a trustme certificate;
@@ -56,6 +57,7 @@ class Behaviour:
     refuse_connections: int = 0
     slow: float = 0.0
     slow_count: int = -1
+    busy_after: int | None = None  # "421 too busy" to MAIL after n messages on a connection
 
 
 def free_port() -> int:
@@ -67,6 +69,23 @@ def free_port() -> int:
 class _Handler:
     def __init__(self, server: SmtpServer) -> None:
         self.server = server
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        b = self.server.behaviour
+        if b.busy_after is not None and getattr(session, "kc_count", 0) >= b.busy_after:
+            with self.server.lock:
+                self.server.refusals.append((address, 421))
+            return "421 4.3.2 Too busy, closing connection"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self,

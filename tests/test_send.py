@@ -308,3 +308,13 @@ def test_config_path_is_relative_ca_file(project: Project, tmp_path: Path) -> No
         code, out, _ = send(project)
         assert code == 0, out
         assert "sent 2" in out
+
+
+def test_dropped_connections_still_deliver_each_once(project: Project, server: SmtpServer) -> None:
+    prepare(project, server, 15)
+    server.behaviour.drop_after = 3
+    code, out, _ = send(project)
+    assert code == 0, out
+    assert "sent 15, deferred 0, failed 0" in out
+    assert server.counts() == {f"reader{i:03d}@example.org": 1 for i in range(15)}
+    assert server.connections >= 5

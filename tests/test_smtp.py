@@ -344,3 +344,13 @@ def test_auth_configured_but_not_offered_is_fatal() -> None:
         asyncio.run(send_all(settings(server, **s_kwargs), addresses(1)))
     assert "smtp.username" in str(info.value)
     assert server.connections == 1  # not retried: it would fail the same way
+
+
+def test_421_in_the_middle_of_a_session_reconnects_and_retries() -> None:
+    with smtp_server(behaviour=Behaviour(busy_after=4)) as server:
+        results, pool = asyncio.run(send_all(settings(server, concurrency=1), addresses(10)))
+    assert all(r.sent for r in results)
+    assert server.counts() == dict.fromkeys(addresses(10), 1)
+    assert [code for _, code in server.refusals] == [421, 421]
+    assert server.connections == 3  # 4 + 4 + 2
+    assert pool.stats.retries == 2
