@@ -322,7 +322,7 @@ def test_rate_limiter_alone() -> None:
         await asyncio.gather(*(limiter.acquire() for _ in range(21)))
         return time.monotonic() - start
 
-    assert 0.18 <= asyncio.run(run()) < 0.6
+    assert 0.18 <= asyncio.run(run()) < 2.0  # 20 intervals of 10 ms; generous for busy CI
 
 
 def test_non_ascii_address_uses_smtputf8() -> None:
