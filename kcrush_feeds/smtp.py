@@ -248,6 +248,9 @@ class SmtpPool:
         attempts = 0
         while True:
             attempts += 1
+            # The rate token first, then a connection: a connection is never held idle
+            # while waiting for the rate limit (the server might drop it meanwhile).
+            await self._limiter.acquire()
             slot = await self._slots.get()
             try:
                 failure = await self._attempt(slot, recipient, data)
@@ -273,7 +276,6 @@ class SmtpPool:
     async def _attempt(self, slot: _Slot, recipient: str, data: bytes) -> _Failure | str:
         """One transaction on ``slot``: the server's reply when it accepted the message."""
         client = await self._ready(slot)
-        await self._limiter.acquire()
         options = [] if recipient.isascii() else ["SMTPUTF8"]
         slot.dirty = True
         try:
