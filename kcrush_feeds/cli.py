@@ -165,7 +165,17 @@ def main(ctx: click.Context, config_option: str | None, verbose: int, quiet: boo
 
 
 def _register() -> None:
-    from .commands import build, init, preview, records, schedule, status, subscribers
+    from .commands import (
+        build,
+        init,
+        preview,
+        records,
+        schedule,
+        send,
+        serve,
+        status,
+        subscribers,
+    )
 
     for command in (
         init.init,
@@ -174,6 +184,8 @@ def _register() -> None:
         subscribers.subscribers,
         preview.preview,
         build.build,
+        send.send,
+        serve.serve,
         schedule.schedule,
     ):
         main.add_command(command)
