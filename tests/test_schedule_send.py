@@ -17,12 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-# Until the delivery branch (send_digest and its aiosmtpd test server) is merged.
-pytest.importorskip("kcrush_feeds.sending")
-pytest.importorskip("tests.smtp_server")
-
 from kcrush_feeds.sending import ENV_CRASH
-
 from kcrush_feeds.store import Store
 
 from .conftest import Project

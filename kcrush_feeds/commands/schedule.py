@@ -8,20 +8,20 @@ import sys
 import threading
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
 
 import click
 
 from .. import clock
 from ..cli import App, pass_app
 from ..config import Config
-from ..errors import KcrushError
+from ..errors import EXIT_OK, EXIT_TEMPFAIL
 from ..scheduling import (
     JobOutcome,
     Ledger,
     LedgerState,
     Plan,
     Service,
+    Status,
     describe,
     digest_state,
 )
@@ -61,22 +61,17 @@ class CommandJobs:
         return JobOutcome("ok", built.summary())
 
     def send(self, now: datetime, stop: threading.Event) -> JobOutcome:
-        """Send (or resume) this period's digest; the ledger and lock decide the rest."""
+        """Send (or resume) this period's digest; the ledger and the send lock decide
+        whether anything is left to send (cron may have sent it already)."""
+        from ..sending import send_digest  # lazy: aiosmtplib and the composer
+
         with Store.open(self.config.database_path) as store:
-            report = _job_module("sending", "send_digest")(self.config, store, now)
-        status = {0: "ok", 75: "deferred"}.get(int(report.exit_status), "failed")
-        return JobOutcome(status, report.summary())  # type: ignore[arg-type]
-
-
-def _job_module(module: str, name: str) -> Any:
-    # Interim: the job bodies land from other branches; until then a clear error,
-    # logged by the scheduler, instead of an import failure at start.
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(f"kcrush_feeds.{module}"), name)
-    except (ImportError, AttributeError) as e:
-        raise KcrushError(f"kcrush_feeds.{module}.{name} is not available in this build") from e
+            report = send_digest(self.config, store, now)
+        code = report.exit_status
+        status: Status = (
+            "ok" if code == EXIT_OK else "deferred" if code == EXIT_TEMPFAIL else "failed"
+        )
+        return JobOutcome(status, report.summary())
 
 
 def ledger(config: Config) -> Ledger:
