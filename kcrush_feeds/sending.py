@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -310,6 +311,7 @@ def send_digest(
     progress: Callable[[int], None] | None = None,
     total: Callable[[int], None] | None = None,
     lock_wait: float = 5.0,
+    stop: threading.Event | None = None,
 ) -> SendReport:
     """Deliver this period's digest to every pending subscriber; safe to re-run any time.
 
@@ -318,6 +320,8 @@ def send_digest(
     message as ``.eml`` there instead, marking nothing. ``test_address``: send one copy
     of the whole digest there, marking nothing. ``total`` is told how many subscribers
     are pending before sending starts (for a progress bar); ``progress`` counts them.
+    ``stop``: set from another thread (``schedule`` on SIGTERM) to finish the messages in
+    flight, record them and return, as a signal does for the ``send`` command.
 
     Raises ``BusyError`` when another ``send`` holds the lock, ``DeliveryError`` for a
     problem no retry can fix, ``ConfigError`` for a missing section or password.
@@ -329,7 +333,7 @@ def send_digest(
     if test_address is not None:
         return _test_send(config, store, now, test_address, settings)
     with run_lock(config.database_path, "send", wait=lock_wait):
-        return _send(config, store, now, settings, progress=progress, total=total)
+        return _send(config, store, now, settings, progress=progress, total=total, halt=stop)
 
 
 def _send(
@@ -340,6 +344,7 @@ def _send(
     *,
     progress: Callable[[int], None] | None,
     total: Callable[[int], None] | None,
+    halt: threading.Event | None = None,
 ) -> SendReport:
     period = period_of(now, config.site.tz)
     digest = open_digest(store, config, now)
@@ -374,6 +379,9 @@ def _send(
     async def run() -> Tally:
         stop = asyncio.Event()
         restore = stop_on_signals(stop)
+        # ``schedule`` runs this in a worker thread, where signals cannot be caught: its
+        # main thread sets ``halt`` instead, watched here.
+        watcher = asyncio.create_task(_watch(halt, stop)) if halt is not None else None
         try:
             async with Ledger(
                 store.path,
@@ -393,6 +401,8 @@ def _send(
                 )
         finally:
             restore()
+            if watcher is not None:
+                watcher.cancel()
 
     tally = asyncio.run(run())
     for recipient, reply in tally.failures:
@@ -417,6 +427,14 @@ def _send(
         note=note,
         failures=tuple(tally.failures),
     )
+
+
+async def _watch(halt: threading.Event, stop: asyncio.Event) -> None:
+    """Set ``stop`` once another thread sets ``halt``."""
+    while not halt.is_set():
+        await asyncio.sleep(0.1)
+    log.warning("stop asked for: finishing the messages in flight, then stopping")
+    stop.set()
 
 
 def _as_subscriber(pending: deliveries.PendingSubscriber) -> Subscriber:

@@ -21,7 +21,7 @@ from kcrush_feeds.sending import ENV_CRASH
 from kcrush_feeds.store import Store
 
 from .conftest import Project
-from .smtp_server import SmtpServer, smtp_server
+from .smtp_server import Behaviour, SmtpServer, smtp_server
 from .test_send import prepare
 
 MONDAY = "2024-02-26T11:00:00-08:00"  # the digest time was 09:00
@@ -179,3 +179,28 @@ def test_two_schedulers_and_a_cron_send_deliver_each_message_once(
     assert a.stop() == 0 and b.stop() == 0
     assert server.counts() == dict.fromkeys(everyone(), 1)
     assert digests(project) == [(WEEK, "done")]
+
+
+def test_sigterm_during_a_send_stops_after_the_messages_in_flight_and_a_restart_finishes(
+    project: Project, processes: list[Process]
+) -> None:
+    with smtp_server(behaviour=Behaviour(slow=0.3, slow_count=-1)) as slow:
+        prepare(project, slow, N)
+        running = schedule(project, processes)
+        slow.wait_for(4, timeout=60)
+        running.popen.send_signal(signal.SIGTERM)
+        assert running.popen.wait(timeout=30) == 0
+        stopped = running.wait_for_line("digest: deferred: ")
+        assert "stopped by a signal; the rest waits for the next run" in stopped
+        assert not [line for line in running.lines if "retrying at" in line]
+        slow.settle()
+        first = slow.counts()
+        assert 4 <= len(first) < N and max(first.values()) == 1
+        assert sent_rows(project) == set(first)  # every accepted message was recorded
+        assert digests(project) == [(WEEK, "sending")]
+        slow.behaviour.slow = 0
+        restarted = schedule(project, processes)
+        restarted.wait_for_line("digest: ok: ")
+        assert restarted.stop() == 0
+        assert slow.counts() == dict.fromkeys(everyone(), 1)
+        assert digests(project) == [(WEEK, "done")]

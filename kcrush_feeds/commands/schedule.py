@@ -66,7 +66,7 @@ class CommandJobs:
         from ..sending import send_digest  # lazy: aiosmtplib and the composer
 
         with Store.open(self.config.database_path) as store:
-            report = send_digest(self.config, store, now)
+            report = send_digest(self.config, store, now, stop=stop)
         code = report.exit_status
         status: Status = (
             "ok" if code == EXIT_OK else "deferred" if code == EXIT_TEMPFAIL else "failed"
