@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
             from . import imports
 
             rows += imports.rows(sizes.records, data / "import", repeat)
+        elif group == "build":
+            from . import builds
+
+            rows += builds.rows(sizes.records, sizes.rebuild, data / "build", repeat)
     elapsed = time.perf_counter() - started
     text = (
         f"kcrush-feeds benchmarks, size {args.size}, median of {repeat} run(s)\n"

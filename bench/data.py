@@ -51,7 +51,7 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
     ("debuts", "Debuts"),
     ("comebacks", "Comebacks"),
     ("opinion", "Opinion"),
-    ("케이팝-뉴스", "케이팝 뉴스"),
+    ("kpop-news-ko", "케이팝 뉴스"),
     ("photo-essays", "Photo Essays 📸"),
 )
 """(slug, record category name) of the 30 categories; the slug of the Korean one is ASCII
@@ -271,6 +271,10 @@ def subscriber_rows(n: int, seed: int = SEED) -> Iterator[tuple[str, list[str] |
         yield f"reader{i:07d}.{rng.randrange(10**6):06d}@example.com", selections[i % 3]
 
 
+def _q(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string
+
+
 def config_toml(db: Path, out: Path, *, smtp_port: int = 25, concurrency: int = 1) -> str:
     """A config with the 30 categories, 3 formats, 50 items per feed and a local relay."""
     lines = [
@@ -281,22 +285,21 @@ def config_toml(db: Path, out: Path, *, smtp_port: int = 25, concurrency: int = 
         'timezone = "America/Los_Angeles"',
         "",
         "[storage]",
-        f"database = {json.dumps(str(db))}",
+        f"database = {_q(str(db))}",
         "",
         "[feeds]",
-        f"output_dir = {json.dumps(str(out))}",
+        f"output_dir = {_q(str(out))}",
         'base_url = "https://www.kcrush.com/feeds"',
         'formats = ["rss", "atom", "json"]',
         "items_per_feed = 50",
-        "auto_categories = false",
     ]
     for slug, name in CATEGORIES:
         lines += [
             "",
             "[[feeds.categories]]",
-            f"slug = {json.dumps(slug)}",
-            f"title = {json.dumps(name)}",
-            f"match = [{json.dumps(name)}]",
+            f"slug = {_q(slug)}",
+            f"title = {_q(name)}",
+            f"match = [{_q(name)}]",
         ]
     lines += [
         "",

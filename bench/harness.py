@@ -98,7 +98,7 @@ def measure(row: Row, target: str, params: dict[str, Any], repeat: int) -> Row:
             row.samples.append(run_case(target, params))
         except (BenchError, subprocess.TimeoutExpired) as e:
             row.samples.clear()
-            row.skipped = f"failed: {str(e).splitlines()[0]}"
+            row.skipped = f"failed: {str(e).strip().splitlines()[-1][:60]}"
             print(f"  {row.label}: {e}", file=sys.stderr)
             break
     return row
