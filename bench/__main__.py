@@ -61,11 +61,19 @@ def main(argv: list[str] | None = None) -> int:
             from . import builds
 
             rows += builds.rows(sizes.records, sizes.rebuild, data / "build", repeat)
+        elif group == "send":
+            from . import sends
+
+            rows += sends.rows(sizes.subscribers, sizes.memory, data / "send", repeat)
+        elif group == "render":
+            from . import renders
+
+            rows += renders.rows(sizes.subscribers, data / "render", repeat)
     elapsed = time.perf_counter() - started
     text = (
         f"kcrush-feeds benchmarks, size {args.size}, median of {repeat} run(s)\n"
         f"machine: {machine()}\n\n{table(rows)}\n\n"
-        "vs base: median time over the baseline's median time (lower is better).\n"
+        "vs base: median time per item over the baseline's (lower is better).\n"
         f"total {elapsed:.0f} s\n"
     )
     print(text)

@@ -113,6 +113,7 @@ class Generator:
     n: int
     seed: int = SEED
     body_bytes: int = 5_000
+    span: timedelta = SPAN  # from the oldest record to the newest (END)
 
     def records(self, *, changed_every: int = 0, full_from: int = 0) -> Iterator[dict[str, Any]]:
         """All ``n`` records, oldest first; with ``changed_every=k``, every k-th gets a new
@@ -125,7 +126,7 @@ class Generator:
         k_small = max(1, round(self.body_bytes / 10 / avg))
         weights = [1.0 / (rank + 1) ** 0.8 for rank in range(len(CATEGORIES))]
         names = [name for _, name in CATEGORIES]
-        step = SPAN / max(self.n, 1)
+        step = self.span / max(self.n, 1)
         choice, randint = rng.choice, rng.randint
         for i in range(self.n):
             published = END - step * (self.n - 1 - i)
@@ -177,7 +178,9 @@ def write_jsonl(path: Path, n: int, *, changed_every: int = 0) -> Path:
     return path
 
 
-def fill_store_directly(path: Path, n: int, *, full_bodies: int = 100_000) -> Path:
+def fill_store_directly(
+    path: Path, n: int, *, full_bodies: int = 100_000, span: timedelta = SPAN
+) -> Path:
     """A store of ``n`` records written with ``executemany`` straight into the product schema.
 
     Faster than ``import`` for big stores (no normalising, no fingerprints of the real
@@ -198,7 +201,7 @@ def fill_store_directly(path: Path, n: int, *, full_bodies: int = 100_000) -> Pa
         rows: list[tuple[Any, ...]] = []
         cat_rows: list[tuple[str, str, str, int]] = []
         conn.execute("BEGIN")
-        for raw in Generator(n).records(full_from=max(0, n - full_bodies)):
+        for raw in Generator(n, span=span).records(full_from=max(0, n - full_bodies)):
             row = _row(raw)
             fingerprint = hashlib.blake2b(repr(row).encode(), digest_size=16).hexdigest()
             rows.append((*row, fingerprint, "bench", stamp, stamp))
@@ -253,6 +256,39 @@ def _insert(
     )
     rows.clear()
     cat_rows.clear()
+
+
+def digest_store(path: Path, subscribers: int) -> Path:
+    """A store for the digest: 400 records over the last 60 days (a 10-item digest in the
+    week before ``END``) and ``subscribers`` active subscribers with three kinds of choice.
+    """
+    if path.exists():
+        return path
+    tmp = path.with_name(path.name + ".records")
+    fill_store_directly(tmp, 400, span=timedelta(days=60))
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    stamp = int(END.timestamp()) - 86_400 * 30
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO subscribers (email, email_key, name, status, categories, created_at, "
+        "updated_at, confirmed_at, origin) VALUES (?,?,?,'active',?,?,?,?,'import')",
+        (
+            (
+                email,
+                email.casefold(),
+                ("Reader", "독자 민지", "")[i % 3] + (f" {i}" if i % 3 != 2 else ""),
+                None if cats is None else json.dumps(cats),
+                stamp,
+                stamp,
+                stamp,
+            )
+            for i, (email, cats) in enumerate(subscriber_rows(subscribers))
+        ),
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    tmp.replace(path)
+    return path
 
 
 def subscriber_rows(n: int, seed: int = SEED) -> Iterator[tuple[str, list[str] | None]]:

@@ -58,10 +58,11 @@ class Row:
 
     @property
     def ratio(self) -> float | None:
-        """This row's median time over its baseline's (lower is better)."""
-        if self.baseline is None or not self.baseline.samples or not self.samples:
+        """This row's median time per item over its baseline's (lower is better)."""
+        base = self.baseline
+        if base is None or not base.samples or not self.samples:
             return None
-        return self.seconds / self.baseline.seconds
+        return (self.seconds / self.count) / (base.seconds / base.count)
 
     @property
     def met(self) -> bool | None:

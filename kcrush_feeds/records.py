@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -17,6 +18,10 @@ from urllib.parse import urlsplit
 
 from .errors import RecordError
 from .text import has_tags, plain_text, strip_controls
+
+# White space (str.isspace's set: \s in a str pattern) or a C0 control: never in a URL.
+# One regex search, not a Python-level loop over every character (import speed, issue 9).
+_URL_BAD_RE = re.compile(r"[\s\x00-\x1f]")
 
 MAX_TITLE = 1_000  # characters
 MAX_SUMMARY = 100_000
@@ -177,7 +182,7 @@ def _url(value: object, field: str, *, required: bool) -> str | None:
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise RecordError(field, f"{_short(url)!r} is not an absolute http(s) URL")
-    if any(c.isspace() or ord(c) < 32 for c in url):
+    if _URL_BAD_RE.search(url):
         raise RecordError(field, f"{_short(url)!r} contains white space or control characters")
     return url
 
