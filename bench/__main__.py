@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .harness import Row, machine, table
+from .data import DATA_VERSION
+from .harness import Row, load, machine, notes, table
 
 GROUPS = ("import", "build", "send", "render")
 
@@ -46,9 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
     sizes = SIZES[args.size]
-    data = (args.data_dir / args.size).resolve()
+    data = (args.data_dir / f"{args.size}-v{DATA_VERSION}").resolve()
     repeat = max(1, args.repeat)
     started = time.perf_counter()
+    load_before = load()
     rows: list[Row] = []
     for group in GROUPS:
         if group not in only:
@@ -72,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     text = (
         f"kcrush-feeds benchmarks, size {args.size}, median of {repeat} run(s)\n"
-        f"machine: {machine()}\n\n{table(rows)}\n\n"
-        "vs base: median time per item over the baseline's (lower is better).\n"
+        f"machine: {machine()}\n"
+        f"load average: before {load_before}; after {load()}\n\n{table(rows)}\n\n"
+        "vs base: median time per item over the baseline's (lower is better); "
+        "peak MB: the highest VmHWM of the measuring process over the runs.\n"
+        f"{notes(rows)}\n"
         f"total {elapsed:.0f} s\n"
     )
     print(text)

@@ -122,6 +122,28 @@ def machine() -> str:
     )
 
 
+def notes(rows: Sequence[Row]) -> str:
+    """What the measured code reported besides time (sizes, summaries), one line a row."""
+    lines = []
+    for row in rows:
+        extra = dict(row.samples[0].extra) if row.samples else {}
+        if row.note:
+            extra["note"] = row.note
+        if extra:
+            text = ", ".join(f"{k}: {v}" for k, v in extra.items())
+            lines.append(f"- {row.label.strip()}: {text}")
+    return "\n".join(lines)
+
+
+def load() -> str:
+    """The 1-minute load average and the number of CPUs, to judge how quiet the machine was."""
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
+
+
 def _fmt_rate(rate: float) -> str:
     if rate >= 100:
         return f"{rate:,.0f}"
