@@ -165,9 +165,15 @@ def main(ctx: click.Context, config_option: str | None, verbose: int, quiet: boo
 
 
 def _register() -> None:
-    from .commands import init, records, status
+    from .commands import init, preview, records, status, subscribers
 
-    for command in (init.init, records.import_command, status.status):
+    for command in (
+        init.init,
+        records.import_command,
+        status.status,
+        subscribers.subscribers,
+        preview.preview,
+    ):
         main.add_command(command)
 
 

@@ -17,7 +17,7 @@ from .readers import BadLine, Format, RawRecord, open_source, read_records
 from .records import Record, normalize
 from .store import Store
 
-BATCH = 1_000
+BATCH = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +82,22 @@ def import_files(
     """Import every file in ``names`` (``-`` is standard input)."""
     report = ImportReport()
     names = list(names)
+    with store.bulk():
+        _import_all(store, names, fmt, tz, now, report, progress, strict=strict)
+    return report
+
+
+def _import_all(
+    store: Store,
+    names: list[str],
+    fmt: Format | None,
+    tz: tzinfo,
+    now: datetime,
+    report: ImportReport,
+    progress: Callable[[int], None] | None,
+    *,
+    strict: bool,
+) -> None:
     if strict:
         try:
             with store.transaction():
@@ -92,10 +108,9 @@ def import_files(
         except _StrictAbort:
             report.rolled_back = True
             report.added = report.updated = report.unchanged = 0
-        return report
+        return
     for name in names:
         _import_one(store, name, fmt, tz, now, report, progress, commit=True)
-    return report
 
 
 def import_records(

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import mimetypes
 import re
 from collections.abc import Mapping
@@ -19,15 +18,17 @@ from urllib.parse import urlsplit
 from .errors import RecordError
 from .text import has_tags, plain_text, strip_controls
 
-# White space (str.isspace's set: \s in a str pattern) or a C0 control: never in a URL.
-# One regex search, not a Python-level loop over every character (import speed, issue 9).
-_URL_BAD_RE = re.compile(r"[\s\x00-\x1f]")
-
 MAX_TITLE = 1_000  # characters
 MAX_SUMMARY = 100_000
 MAX_CONTENT_BYTES = 1024 * 1024  # larger bodies are stored without their full text
 MAX_URL = 2_048
 MAX_LIST = 100  # categories, tags or authors on one record
+# scheme://[user@]host[:port] followed by the end, a path, a query or a fragment
+_ABSOLUTE_URL = re.compile(
+    r"(?i)https?://(?:[^/?#@\s]*@)?(?:\[[0-9a-f:.]+\]|[^/?#@:\s\[\]]+)(?::\d*)?(?:[/?#]|$)"
+)
+_BAD_URL_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
+_MIME_RE = re.compile(r"[\w.+-]+/[\w.+-]+")
 
 KNOWN_FIELDS = frozenset(
     {
@@ -77,22 +78,22 @@ class Record:
     def fingerprint(self) -> str:
         """A hash of everything a feed or digest shows: equal means nothing changed."""
         image = self.image
-        payload = json.dumps(
-            [
-                self.url,
-                self.title,
-                int(self.published.timestamp()),
-                int(self.updated.timestamp()),
-                self.categories,
-                self.summary,
-                self.content_html,
-                None if image is None else [image.url, image.alt, image.type, image.length],
-                self.authors,
-                self.tags,
-            ],
-            ensure_ascii=False,
-        )
-        return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+        parts = [
+            self.url,
+            self.title,
+            str(int(self.published.timestamp())),
+            str(int(self.updated.timestamp())),
+            "\x1f".join(self.categories),
+            self.summary,
+            ""
+            if image is None
+            else f"{image.url}\x1f{image.alt}\x1f{image.type}\x1f{image.length}",
+            "\x1f".join(self.authors),
+            "\x1f".join(self.tags),
+            self.content_html,
+        ]
+        # Fields never contain NUL (control characters are removed on the way in).
+        return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
 
 
 def normalize(raw: Mapping[str, Any], tz: tzinfo) -> tuple[Record, list[str]]:
@@ -179,10 +180,10 @@ def _url(value: object, field: str, *, required: bool) -> str | None:
     url = value.strip()
     if len(url) > MAX_URL:
         raise RecordError(field, f"is {len(url):,} characters; the limit is {MAX_URL:,}")
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+    # A regex rather than urlsplit: this runs twice per record on 100,000-record imports.
+    if not _ABSOLUTE_URL.match(url):
         raise RecordError(field, f"{_short(url)!r} is not an absolute http(s) URL")
-    if _URL_BAD_RE.search(url):
+    if _BAD_URL_CHAR.search(url):
         raise RecordError(field, f"{_short(url)!r} contains white space or control characters")
     return url
 
@@ -307,7 +308,7 @@ def _image(raw: Mapping[str, Any]) -> Image | None:
     if not isinstance(alt, str):
         raise RecordError("image.alt", f"expected text, got {_kind(alt)}")
     mime = spec.get("type") or mimetypes.guess_type(urlsplit(url).path)[0] or "image/jpeg"
-    if not isinstance(mime, str) or "/" not in mime or any(c.isspace() for c in mime):
+    if not isinstance(mime, str) or not _MIME_RE.fullmatch(mime):
         raise RecordError("image.type", f"{mime!r} is not a MIME type such as image/jpeg")
     length = spec.get("length")
     try:

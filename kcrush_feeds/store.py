@@ -137,6 +137,20 @@ class Store:
                 self.conn.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: cannot commit: {e}") from e
 
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Relax fsync for a bulk import: ``synchronous=NORMAL`` for the block's duration.
+
+        In WAL mode NORMAL still survives a crash of the process; only a power cut can
+        roll back the last few commits, and an import is idempotent (re-run it). The
+        delivery ledger, which must survive a power cut, always runs with FULL.
+        """
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            yield
+        finally:
+            self.conn.execute("PRAGMA synchronous = FULL")
+
     # --- records -------------------------------------------------------------------------
 
     def upsert_records(

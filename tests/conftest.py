@@ -122,3 +122,22 @@ def write_jsonl(project: Project) -> Callable[..., Path]:
         return project.write(name, lines)
 
     return write
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--regen-golden",
+        action="store_true",
+        default=False,
+        help="Rewrite the golden files in tests/golden/ from the current output.",
+    )
+
+
+@pytest.fixture
+def regen_golden(request: pytest.FixtureRequest) -> bool:
+    """True under ``pytest --regen-golden`` (or KCRUSH_REGEN_GOLDEN=1): rewrite golden files."""
+    import os
+
+    return bool(request.config.getoption("--regen-golden")) or (
+        os.environ.get("KCRUSH_REGEN_GOLDEN") == "1"
+    )

@@ -8,6 +8,8 @@ from typing import Any
 import click
 
 from ..cli import App, pass_app
+from ..digest import last_digests
+from ..subscribers import count_by_status
 
 
 @click.command()
@@ -34,6 +36,7 @@ def status(app: App, as_json: bool) -> None:
             for name, count, when in store.category_counts()
         ],
     }
+    info.update(_digest_status(app))
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
@@ -46,3 +49,37 @@ def status(app: App, as_json: bool) -> None:
         width = max(len(c["name"]) for c in info["categories"])
         for c in info["categories"]:
             click.echo(f"  {c['name']:<{width}}  {c['records']:>6}  newest {c['newest'][:10]}")
+    _show_digest_status(info)
+
+
+def _digest_status(app: App) -> dict[str, Any]:
+    """Subscribers by status and the last digest with its deliveries."""
+    tz = app.config.site.tz
+    last = next(last_digests(app.store), None)
+    return {
+        "subscribers": count_by_status(app.store),
+        "last_digest": None
+        if last is None
+        else {
+            "period": last.period,
+            "created": last.created_at.astimezone(tz).isoformat(),
+            "items": last.items,
+            "status": last.status,
+            "deliveries": last.deliveries,
+        },
+    }
+
+
+def _show_digest_status(info: dict[str, Any]) -> None:
+    counts = info["subscribers"]
+    shown = ", ".join(f"{n} {k}" for k, n in counts.items() if n) or "none"
+    click.echo(f"subscribers: {shown}")
+    last = info["last_digest"]
+    if last is None:
+        click.echo("last digest: none yet")
+        return
+    deliveries = ", ".join(f"{n} {k}" for k, n in last["deliveries"].items())
+    click.echo(
+        f"last digest: {last['period']} ({last['status']}), created {last['created'][:16]}, "
+        f"{last['items']} items; deliveries: {deliveries}"
+    )
