@@ -180,6 +180,11 @@ def table(rows: Sequence[Row]) -> str:
 
     out = ["| " + " | ".join(cell(i, t) for i, t in enumerate(line)) + " |" for line in lines]
     out.insert(
-        1, "|" + "|".join(("-" * (w + 1) + ":" if i in right else "-" * (w + 2)) for i, w in enumerate(widths)) + "|"
+        1,
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":" if i in right else "-" * (w + 2)) for i, w in enumerate(widths)
+        )
+        + "|",
     )
     return "\n".join(out)

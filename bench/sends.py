@@ -222,4 +222,3 @@ def rows(subscribers: int, memory: tuple[int, ...], data: Path, repeat: int) -> 
     finally:
         sink.stop()
     return out
-
