@@ -24,8 +24,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -q
 
+# make bench BENCH_ARGS="--size medium --only import,build"
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,7 @@ class Row:
     check: Callable[[Row], bool | None] | None = None
     note: str = ""
     skipped: str = ""  # why it was not measured
+    show_rate: bool = True  # False where "per second" means nothing (a no-change rebuild)
 
     @property
     def seconds(self) -> float:
@@ -165,8 +166,8 @@ def table(rows: Sequence[Row]) -> str:
                 row.label,
                 f"{row.count:,}",
                 f"{row.seconds:.3f}",
-                _fmt_rate(row.rate),
-                "" if ratio is None else f"{ratio:.2f}x",
+                _fmt_rate(row.rate) if row.show_rate else "",
+                "" if ratio is None else f"{ratio:.3g}x",
                 f"{row.peak_mb:.0f}",
                 row.target,
                 "" if met is None else ("yes" if met else "NO"),
