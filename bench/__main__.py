@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement")
     parser.add_argument("--data-dir", type=Path, default=Path(".bench-data"))
     parser.add_argument("--output", type=Path, help="also write the table (Markdown) here")
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="never apt-get install postfix for smtp-sink (aiosmtpd stands in when missing)",
+    )
     args = parser.parse_args(argv)
     only = [g.strip() for g in args.only.split(",") if g.strip()]
     unknown = set(only) - set(GROUPS)
@@ -66,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         elif group == "send":
             from . import sends
 
-            rows += sends.rows(sizes.subscribers, sizes.memory, data / "send", repeat)
+            rows += sends.rows(
+                sizes.subscribers, sizes.memory, data / "send", repeat, install=not args.no_install
+            )
         elif group == "render":
             from . import renders
 

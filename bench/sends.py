@@ -178,7 +178,9 @@ def _pair(
     return [row, base, single] if smtplib_too else [row, base]
 
 
-def rows(subscribers: int, memory: tuple[int, ...], data: Path, repeat: int) -> list[Row]:
+def rows(
+    subscribers: int, memory: tuple[int, ...], data: Path, repeat: int, *, install: bool = True
+) -> list[Row]:
     if not available():
         why = "not measured: send not merged"
         return [
@@ -187,7 +189,7 @@ def rows(subscribers: int, memory: tuple[int, ...], data: Path, repeat: int) -> 
             Row("send", f"send {max(memory):,}: peak memory", target="< 150 MB", skipped=why),
         ]
     out: list[Row] = []
-    sink = start_fast_sink()
+    sink = start_fast_sink(install=install)
     try:
         params = prepare(data, subscribers, sink, 4)
         label = f"send {subscribers:,} -> {sink.kind}, 4 conn."

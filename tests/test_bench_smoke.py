@@ -30,6 +30,7 @@ def test_bench_tiny_prints_the_table(tmp_path: Path) -> None:
             str(tmp_path / "data"),
             "--output",
             str(out),
+            "--no-install",  # a test installs nothing: without smtp-sink, aiosmtpd stands in
         ],
         cwd=ROOT,
         env=env,
