@@ -165,7 +165,7 @@ def main(ctx: click.Context, config_option: str | None, verbose: int, quiet: boo
 
 
 def _register() -> None:
-    from .commands import init, preview, records, status, subscribers
+    from .commands import build, init, preview, records, status, subscribers
 
     for command in (
         init.init,
@@ -173,6 +173,7 @@ def _register() -> None:
         status.status,
         subscribers.subscribers,
         preview.preview,
+        build.build,
     ):
         main.add_command(command)
 

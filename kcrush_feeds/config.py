@@ -267,6 +267,11 @@ class SourceConfig(_Section):
     name: str | None = None
     url: AbsoluteUrl | None = None
     path: Path | None = None
+    categories: list[NonEmpty] = Field(default_factory=list)  # for feed entries with none
+    # WordPress: a user and an application password (read from the environment) let the
+    # import see drafts, private and trashed posts, so unpublished posts are withdrawn.
+    username: str | None = None
+    password_env: EnvName | None = None
 
     @model_validator(mode="after")
     def _where(self) -> SourceConfig:
@@ -276,6 +281,10 @@ class SourceConfig(_Section):
             raise ValueError("a wordpress source needs 'url'")
         if self.type == "feed" and (self.url is None) == (self.path is None):
             raise ValueError("a feed source needs either 'url' or 'path'")
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError("'username' and 'password_env' go together")
+        if self.username is not None and self.type != "wordpress":
+            raise ValueError("'username' and 'password_env' are for wordpress sources")
         return self
 
     @property

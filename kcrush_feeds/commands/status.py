@@ -9,6 +9,7 @@ import click
 
 from ..cli import App, pass_app
 from ..digest import last_digests
+from ..sources import list_states
 from ..subscribers import count_by_status
 
 
@@ -37,6 +38,7 @@ def status(app: App, as_json: bool) -> None:
         ],
     }
     info.update(_digest_status(app))
+    info.update(_sources_status(app))
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
@@ -50,6 +52,7 @@ def status(app: App, as_json: bool) -> None:
         for c in info["categories"]:
             click.echo(f"  {c['name']:<{width}}  {c['records']:>6}  newest {c['newest'][:10]}")
     _show_digest_status(info)
+    _show_sources_status(info)
 
 
 def _digest_status(app: App) -> dict[str, Any]:
@@ -83,3 +86,41 @@ def _show_digest_status(info: dict[str, Any]) -> None:
         f"last digest: {last['period']} ({last['status']}), created {last['created'][:16]}, "
         f"{last['items']} items; deliveries: {deliveries}"
     )
+
+
+def _sources_status(app: App) -> dict[str, Any]:
+    """Each import source: its last successful import, its cursor and its last error."""
+    tz = app.config.site.tz
+    return {
+        "sources": [
+            {
+                "name": state.name,
+                "kind": state.kind,
+                "url": state.url,
+                "last_success": None
+                if state.last_success is None
+                else state.last_success.astimezone(tz).isoformat(),
+                "cursor": state.cursor,
+                "last_error": state.last_error,
+                "last_summary": state.last_summary,
+            }
+            for state in list_states(app.store)
+        ]
+    }
+
+
+def _show_sources_status(info: dict[str, Any]) -> None:
+    if not info["sources"]:
+        return
+    click.echo("sources:")
+    for src in info["sources"]:
+        when = src["last_success"][:16] if src["last_success"] else "never"
+        line = f"  {src['name']} ({src['kind']}): last success {when}"
+        if src["cursor"]:
+            line += f", cursor {src['cursor']}"
+        click.echo(line)
+        if src["last_summary"]:
+            click.echo(f"    last import: {src['last_summary']}")
+        if src["last_error"]:
+            error = src["last_error"].replace("\n", "\n    ")
+            click.echo(f"    last error: {error}")
