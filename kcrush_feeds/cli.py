@@ -165,7 +165,7 @@ def main(ctx: click.Context, config_option: str | None, verbose: int, quiet: boo
 
 
 def _register() -> None:
-    from .commands import build, init, preview, records, status, subscribers
+    from .commands import build, init, preview, records, send, status, subscribers
 
     for command in (
         init.init,
@@ -174,6 +174,7 @@ def _register() -> None:
         subscribers.subscribers,
         preview.preview,
         build.build,
+        send.send,
     ):
         main.add_command(command)
 

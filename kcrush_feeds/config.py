@@ -232,6 +232,7 @@ class SmtpConfig(_Section):
     concurrency: int = Field(default=4, ge=1, le=64)
     rate_limit: float = Field(default=20, ge=0)  # messages per second over all connections
     retries: int = Field(default=3, ge=0, le=20)  # in-run retries of a temporary failure
+    retry_delay: Duration = timedelta(seconds=2)  # first backoff; doubles on each retry
     messages_per_connection: int = Field(default=100, ge=1)
     max_hard_bounces: int = Field(default=3, ge=1)
 

@@ -9,6 +9,7 @@ import click
 
 from ..cli import App, pass_app
 from ..digest import last_digests
+from ..locking import holder
 from ..sources import list_states
 from ..subscribers import count_by_status
 
@@ -39,6 +40,7 @@ def status(app: App, as_json: bool) -> None:
     }
     info.update(_digest_status(app))
     info.update(_sources_status(app))
+    info.update(_send_status(app))
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
@@ -52,6 +54,7 @@ def status(app: App, as_json: bool) -> None:
         for c in info["categories"]:
             click.echo(f"  {c['name']:<{width}}  {c['records']:>6}  newest {c['newest'][:10]}")
     _show_digest_status(info)
+    _show_send_status(info)
     _show_sources_status(info)
 
 
@@ -86,6 +89,19 @@ def _show_digest_status(info: dict[str, Any]) -> None:
         f"last digest: {last['period']} ({last['status']}), created {last['created'][:16]}, "
         f"{last['items']} items; deliveries: {deliveries}"
     )
+
+
+def _send_status(app: App) -> dict[str, Any]:
+    """Whether a ``send`` is running right now (it holds the lock next to the store)."""
+    pid = holder(app.config.database_path, "send")
+    return {"send": {"running": pid is not None, "pid": pid or None}}
+
+
+def _show_send_status(info: dict[str, Any]) -> None:
+    send = info["send"]
+    if send["running"]:
+        who = f" (pid {send['pid']})" if send["pid"] else ""
+        click.echo(f"send: running now{who}")
 
 
 def _sources_status(app: App) -> dict[str, Any]:
