@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CODE   := kcrush_feeds tests $(wildcard bench)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean test-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,21 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(CODE)
 	$(BIN)/mypy
 
-test: lint
+test: lint test-deps
 	$(BIN)/pytest -q
+
+# System packages some tests drive: Debian's chromium + chromium-driver (the browser test,
+# tests/test_serve_browser.py) and nginx (the documented proxy setup, test_serve_nginx.py).
+# Installed here when missing, if we are root and have apt-get; anywhere else those tests
+# skip and say why.
+test-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium, chromium-driver and nginx-light for the serve tests"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium chromium-driver nginx-light >/dev/null; } \
+	  || echo "warning: could not install them; the browser and nginx tests will skip"; \
+	else echo "note: no root apt-get: the browser and nginx tests skip if their programs are missing"; fi
 
 # make bench BENCH_ARGS="--size medium --only import,build"
 bench: $(STAMP)

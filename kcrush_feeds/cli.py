@@ -165,7 +165,7 @@ def main(ctx: click.Context, config_option: str | None, verbose: int, quiet: boo
 
 
 def _register() -> None:
-    from .commands import build, init, preview, records, send, status, subscribers
+    from .commands import build, init, preview, records, send, serve, status, subscribers
 
     for command in (
         init.init,
@@ -175,6 +175,7 @@ def _register() -> None:
         preview.preview,
         build.build,
         send.send,
+        serve.serve,
     ):
         main.add_command(command)
 

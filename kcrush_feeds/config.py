@@ -245,6 +245,15 @@ class SubscriptionsConfig(_Section):
     base_url: AbsoluteUrl
     secret_env: EnvName = "KCRUSH_SECRET"
     confirm_ttl: Duration = timedelta(days=7)
+    # --- serve (see docs/serve.md) ---
+    templates_dir: Path | None = None  # overrides for the built-in templates/web pages
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed; none by default, so a
+    # client cannot pick its own address to dodge the rate limit.
+    trusted_proxies: list[NonEmpty] = Field(default_factory=list)
+    rate_limit_client: int = Field(default=10, ge=1)  # subscribe POSTs per client address ...
+    rate_limit_address: int = Field(default=3, ge=1)  # ... and per target address ...
+    rate_limit_window: Duration = timedelta(hours=1)  # ... within this sliding window
+    max_body: int = Field(default=16384, ge=1024, le=1048576)  # bytes in one request body
 
     def secret(self) -> bytes:
         value = secret_from_env(self.secret_env, "subscriptions.secret_env")

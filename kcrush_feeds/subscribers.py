@@ -238,16 +238,20 @@ def update_subscriber(
     name: str | None = None,
     categories: tuple[str, ...] | None = _UNSET,
     status: Status | None = None,
+    only_from: Iterable[str] | None = None,
 ) -> Subscriber:
     """Change what is given (``categories=None`` means all categories); the new subscriber.
 
     This is the explicit path (the CLI, or ``serve`` after a signed link): unlike an import
-    it may re-activate an address that unsubscribed.
+    it may re-activate an address that unsubscribed. With ``only_from``, nothing changes
+    unless the current status is one of those, and the subscriber comes back as it is.
     """
     with store.transaction() as conn:
         current = get_subscriber(store, email)
         if current is None:
             raise SubscriberError(f"{email}: no such subscriber")
+        if only_from is not None and current.status not in set(only_from):
+            return current  # checked inside the transaction: no race with another change
         sets: list[str] = ["updated_at = ?"]
         params: list[Any] = [to_timestamp(now)]
         if name is not None:
@@ -272,6 +276,39 @@ def update_subscriber(
     updated = get_subscriber_by_id(store, current.id)
     assert updated is not None
     return updated
+
+
+def subscribe_pending(
+    store: Store,
+    email: str,
+    *,
+    name: str = "",
+    categories: tuple[str, ...] | None = None,
+    now: datetime,
+    origin: str = "web",
+) -> tuple[Subscriber, str | None]:
+    """The subscribe form, in one transaction: (the subscriber, the status it had before).
+
+    A new address, or one that unsubscribed or bounced, becomes ``pending`` (it must
+    confirm again); a pending one takes the new name and categories. An ``active`` or
+    ``paused`` one is left exactly as it is: a form proves nothing about who sent it.
+    """
+    address = normalize_email(email)
+    name = clean_name(name)
+    with store.transaction() as conn:
+        current = get_subscriber(store, address)
+        if current is None:
+            new_id = _insert(conn, address, name, "pending", categories, now, origin)
+            return Subscriber(new_id, address, name, "pending", categories), None
+        if current.status in ("active", "paused"):
+            return current, current.status
+        conn.execute(
+            "UPDATE subscribers SET name = ?, categories = ?, status = 'pending', "
+            "updated_at = ? WHERE id = ?",
+            (name or current.name, _categories_json(categories), to_timestamp(now), current.id),
+        )
+    kept_name = name or current.name
+    return Subscriber(current.id, current.email, kept_name, "pending", categories), current.status
 
 
 def remove_subscriber(

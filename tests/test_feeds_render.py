@@ -254,3 +254,24 @@ def test_opml_index_and_xsl() -> None:
         out = str(transform(etree.fromstring(data)))
         assert "Post 1" in out and 'href="https://www.kcrush.com/post-1/"' in out
         assert "Test &amp; &lt;Feed&gt;" in out
+
+
+def test_entries_of_the_same_second_have_distinct_updated_strings() -> None:
+    # Scheduled posts go out in the same second; the W3C validator warns (DuplicateUpdated)
+    # when two entries' updated strings are equal, so repeats carry fractional zeros.
+    same = [
+        prepare_entry(
+            record(1, id=f"id-{i}", url=f"https://www.kcrush.com/s{i}/", published=T0, updated=T0),
+            site_url=SITE,
+        )
+        for i in range(3)
+    ]
+    data = render_atom(channel(), same)
+    check_atom_xml(data)
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    updated = [
+        e.findtext("a:updated", namespaces=ns)
+        for e in etree.fromstring(data).findall("a:entry", ns)
+    ]
+    assert len(set(updated)) == 3
+    assert {datetime.fromisoformat(u) for u in updated} == {T0}
