@@ -37,8 +37,9 @@ test-deps:
 	  || echo "warning: could not install them; the browser and nginx tests will skip"; \
 	else echo "note: no root apt-get: the browser and nginx tests skip if their programs are missing"; fi
 
+# make bench BENCH_ARGS="--size medium --only import,build"
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

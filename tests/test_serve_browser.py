@@ -76,7 +76,8 @@ def test_a_person_subscribes_and_confirms_in_a_browser(browser: object, server: 
     # The honeypot is off-screen and out of the tab order: a person never fills it.
     assert driver.find_element(By.ID, "website").rect["x"] < 0
     driver.find_element(By.XPATH, "//button[normalize-space()='Subscribe']").click()
-    assert driver.find_element(By.TAG_NAME, "h1").text == "Check your inbox"
+    # A click that submits a form returns before the next page has loaded: wait for it.
+    assert _shows(driver, "h1", "Check your inbox")
     pending = server.subscriber("seo.yeon@example.com")
     assert pending is not None
     assert (pending.status, pending.name, pending.categories) == (
@@ -92,7 +93,24 @@ def test_a_person_subscribes_and_confirms_in_a_browser(browser: object, server: 
 
     # From the confirmation page to the preferences, and pause it there.
     driver.find_element(By.LINK_TEXT, "choose categories or pause it").click()
-    assert driver.find_element(By.TAG_NAME, "h1").text == "Your newsletter preferences"
+    assert _shows(driver, "h1", "Your newsletter preferences")
     driver.find_element(By.XPATH, "//button[normalize-space()='Pause the newsletter']").click()
-    assert "paused" in driver.find_element(By.CSS_SELECTOR, "[role=status]").text
+    assert _shows(driver, "[role=status]", "paused")
     assert server.subscriber("seo.yeon@example.com").status == "paused"  # type: ignore[union-attr]
+
+
+def _shows(driver: object, css: str, text: str, timeout: float = 10) -> bool:
+    """Wait until an element matching ``css`` contains ``text`` (the next page loaded)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def found(d: object) -> bool:
+        return text in d.find_element(By.CSS_SELECTOR, css).text  # type: ignore[attr-defined]
+
+    wait = WebDriverWait(
+        driver,
+        timeout,  # type: ignore[arg-type]
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    )
+    return bool(wait.until(found))

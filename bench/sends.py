@@ -1,0 +1,232 @@
+"""Send benchmark: the whole ``send`` (compose, SMTP pool, ledger) against raw clients.
+
+Sinks on 127.0.0.1 (see ``sinks``): Postfix's ``smtp-sink`` (C) and aiosmtpd, and a sink
+that waits 10 ms before every reply. Baselines, measured in the same run against the same
+sink: raw ``aiosmtplib`` sending the same number of prebuilt messages (the product's own
+composed bytes, one per category selection) over the same number of reused connections
+with no ledger; and stdlib ``smtplib`` over one connection. Peak memory is measured at
+10,000 and 100,000 subscribers: it must stay flat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import os
+import shutil
+import smtplib
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from .data import END, config_toml, digest_store
+from .harness import Row, measure
+from .sinks import Sink, start_aiosmtpd, start_fast_sink, start_slow_sink
+
+NOW = END + timedelta(days=1)
+SECRET_ENV = "KCRUSH_BENCH_SECRET"
+SENDER = "newsletter@kcrush.com"
+
+
+def available() -> bool:
+    return importlib.util.find_spec("kcrush_feeds.sending") is not None and hasattr(
+        importlib.import_module("kcrush_feeds.sending"), "send_digest"
+    )
+
+
+def prepare(data: Path, subscribers: int, sink: Sink, concurrency: int) -> dict[str, Any]:
+    data.mkdir(parents=True, exist_ok=True)
+    db = digest_store(data / f"digest-{subscribers}.db", subscribers)
+    work = data / "work"
+    config = data / f"config-{subscribers}-{sink.port}-{concurrency}.toml"
+    config.write_text(
+        config_toml(work / "send.db", data / "feeds", smtp_port=sink.port, concurrency=concurrency),
+        encoding="utf-8",
+    )
+    return {
+        "n": subscribers,
+        "db": str(db),
+        "config": str(config),
+        "work": str(work),
+        "port": sink.port,
+        "concurrency": concurrency,
+    }
+
+
+def _fresh_db(params: dict[str, Any]) -> Path:
+    work = Path(params["work"])
+    work.mkdir(parents=True, exist_ok=True)
+    db = work / "send.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    shutil.copyfile(params["db"], db)
+    return db
+
+
+def product(params: dict[str, Any]) -> dict[str, Any]:
+    from kcrush_feeds.config import load_config
+    from kcrush_feeds.sending import send_digest
+    from kcrush_feeds.store import Store
+
+    os.environ.setdefault(SECRET_ENV, "bench-secret-0123456789abcdef")
+    db = _fresh_db(params)
+    config = load_config(Path(params["config"]))
+    with Store.open(db) as store:
+        start = time.perf_counter()
+        report = send_digest(config, store, NOW)
+        seconds = time.perf_counter() - start
+        ledger = store.conn.execute(
+            "SELECT count(*) FROM deliveries WHERE status = 'sent'"
+        ).fetchone()[0]
+    sent = int(getattr(report, "sent", ledger))
+    assert ledger == sent == params["n"], f"sent {sent}, ledger {ledger}, expected {params['n']}"
+    return {"seconds": seconds, "count": sent}
+
+
+def _prebuilt(params: dict[str, Any]) -> tuple[list[bytes], list[str]]:
+    """The product's composed bytes for one subscriber of each selection, and every
+    subscriber's address: what the raw clients send, untimed."""
+    from kcrush_feeds.compose import DigestComposer
+    from kcrush_feeds.config import load_config
+    from kcrush_feeds.digest import open_digest
+    from kcrush_feeds.store import Store
+    from kcrush_feeds.subscribers import iter_subscribers
+
+    os.environ.setdefault(SECRET_ENV, "bench-secret-0123456789abcdef")
+    db = _fresh_db(params)
+    config = load_config(Path(params["config"]))
+    with Store.open(db) as store:
+        digest = open_digest(store, config, NOW)
+        assert digest is not None
+        composer = DigestComposer(config, digest, now=NOW)
+        subscribers = list(iter_subscribers(store, status="active"))
+    messages = []
+    for subscriber in subscribers[:3]:
+        message = composer.compose(subscriber)
+        assert message is not None
+        messages.append(message.data)
+    return messages, [s.email for s in subscribers]
+
+
+def raw_aiosmtplib(params: dict[str, Any]) -> dict[str, Any]:
+    import aiosmtplib
+
+    messages, recipients = _prebuilt(params)
+
+    async def run() -> int:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(len(recipients)):
+            queue.put_nowait(i)
+        sent = 0
+
+        async def connection() -> None:
+            nonlocal sent
+            client = aiosmtplib.SMTP(
+                hostname="127.0.0.1", port=params["port"], use_tls=False, start_tls=False
+            )
+            await client.connect()
+            try:
+                while True:
+                    try:
+                        i = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    await client.sendmail(SENDER, [recipients[i]], messages[i % 3])
+                    sent += 1
+            finally:
+                await client.quit()
+
+        await asyncio.gather(*(connection() for _ in range(params["concurrency"])))
+        return sent
+
+    start = time.perf_counter()
+    sent = asyncio.run(run())
+    return {"seconds": time.perf_counter() - start, "count": sent}
+
+
+def raw_smtplib(params: dict[str, Any]) -> dict[str, Any]:
+    messages, recipients = _prebuilt(params)
+    start = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", params["port"]) as client:
+        for i, recipient in enumerate(recipients):
+            client.sendmail(SENDER, [recipient], messages[i % 3])
+    return {"seconds": time.perf_counter() - start, "count": len(recipients)}
+
+
+def _pair(
+    label: str,
+    params: dict[str, Any],
+    repeat: int,
+    *,
+    smtplib_too: bool = False,
+) -> list[Row]:
+    conns = params["concurrency"]
+    base = Row("send", f"  baseline: raw aiosmtplib, {conns} connections")
+    row = Row(
+        "send", label, baseline=base, target="time <= 1.25x", check=lambda r: (r.ratio or 9) <= 1.25
+    )
+    single = Row("send", "  baseline: smtplib, 1 connection")
+    print(f"send: {label} ...", file=sys.stderr, flush=True)
+    for _ in range(repeat):
+        measure(base, "bench.sends:raw_aiosmtplib", params, 1)
+        measure(row, "bench.sends:product", params, 1)
+        if smtplib_too:
+            measure(single, "bench.sends:raw_smtplib", params, 1)
+    return [row, base, single] if smtplib_too else [row, base]
+
+
+def rows(
+    subscribers: int, memory: tuple[int, ...], data: Path, repeat: int, *, install: bool = True
+) -> list[Row]:
+    if not available():
+        why = "not measured: send not merged"
+        return [
+            Row("send", f"send {subscribers:,} -> smtp-sink", target="time <= 1.25x", skipped=why),
+            Row("send", "send -> sink +10 ms/reply, 16 conn.", target="time <= 1.25x", skipped=why),
+            Row("send", f"send {max(memory):,}: peak memory", target="< 150 MB", skipped=why),
+        ]
+    out: list[Row] = []
+    sink = start_fast_sink(install=install)
+    try:
+        params = prepare(data, subscribers, sink, 4)
+        label = f"send {subscribers:,} -> {sink.kind}, 4 conn."
+        out += _pair(label, params, repeat, smtplib_too=True)
+        if sink.note:
+            out[-3].note = sink.note
+        for n in memory:
+            if n == subscribers:
+                continue
+            print(f"send: {n:,} subscribers, peak memory ...", file=sys.stderr, flush=True)
+            p = prepare(data, n, sink, 4)
+            first = out[0]  # the send to ``subscribers``: memory must not grow from it
+
+            def flat(r: Row, first: Row = first) -> bool:
+                grown = bool(first.samples) and r.peak_mb > 1.25 * first.peak_mb
+                return r.peak_mb < 150 and not grown
+
+            mem = Row(
+                "send",
+                f"send {n:,} -> {sink.kind}: peak memory",
+                target="< 150 MB, flat",
+                check=flat,
+            )
+            out.append(measure(mem, "bench.sends:product", p, 1))
+    finally:
+        sink.stop()
+    small = max(1, subscribers // 5)
+    sink = start_aiosmtpd()
+    try:
+        params = prepare(data, small, sink, 4)
+        out += _pair(f"send {small:,} -> aiosmtpd, 4 conn.", params, repeat)
+    finally:
+        sink.stop()
+    sink = start_slow_sink(0.010)
+    try:
+        params = prepare(data, small, sink, 16)
+        out += _pair(f"send {small:,} -> {sink.kind}, 16 conn.", params, repeat)
+    finally:
+        sink.stop()
+    return out
