@@ -249,7 +249,7 @@ def test_prune_only_when_asked(built: Project) -> None:
     result = built.run("build", env=ENV)
     assert result.exit_code == 0, result.output
     assert (root / "film" / "rss.xml").exists() and (root / "all" / "feed.json").exists()
-    assert "stale    film/rss.xml" in result.output
+    assert "warning: stale film/rss.xml" in result.output
     assert "build --prune removes" in result.output
     (root / "film" / "notes.txt").write_text("not ours")
     result = built.run("build", "--prune", env=ENV)

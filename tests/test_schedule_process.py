@@ -270,5 +270,5 @@ def test_the_crontab_line_runs_as_written(project: Project, tmp_path: Path, verb
             assert sorted(server.counts().values()) == [1, 1, 1]
             assert "sent 3" in result.stdout
         else:
-            assert result.stdout == ""  # the list of written files goes to /dev/null
+            assert result.stdout == ""  # -q: the list of written files is not printed
             assert (project.dir / "public" / "feeds" / "feeds.opml").is_file()

@@ -26,12 +26,17 @@ def build(app: App, prune: bool) -> None:
     from ..building import build_feeds
 
     report = build_feeds(app.config, app.store, clock.now(), prune=prune)
+    for name in report.stale:
+        click.echo(
+            f"warning: stale {name} (no feed writes it any more; build --prune removes it)",
+            err=True,
+        )
+    if app.verbosity < 0:  # -q: cron mails whatever is printed; say only what needs a person
+        return
     for name in report.written:
         click.echo(f"wrote    {name}")
     for name in report.removed:
         click.echo(f"removed  {name}")
-    for name in report.stale:
-        click.echo(f"stale    {name} (no feed writes it any more; build --prune removes it)")
     if not report.changed:
         click.echo(f"nothing changed in {report.output_dir}")
     click.echo(f"build: {report.summary()}")
