@@ -279,7 +279,7 @@ def fill_store_directly(
         cat_rows: list[tuple[str, str, str, int]] = []
         conn.execute("BEGIN")
         for raw in Generator(n, span=span).records(full_from=max(0, n - full_bodies)):
-            row = _row(raw)
+            row = record_row(raw)
             fingerprint = hashlib.blake2b(repr(row).encode(), digest_size=16).hexdigest()
             rows.append((*row, fingerprint, "bench", stamp, stamp))
             cat_rows.extend((row[0], c.casefold(), c, row[3]) for c in raw["categories"])
@@ -293,7 +293,7 @@ def fill_store_directly(
     return path
 
 
-def _row(raw: dict[str, Any]) -> tuple[Any, ...]:
+def record_row(raw: dict[str, Any]) -> tuple[Any, ...]:
     """The ``records`` columns (``RECORD_COLUMNS`` order) for one generated record."""
     published = int(datetime.fromisoformat(raw["published"]).timestamp())
     image = raw["image"]

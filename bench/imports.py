@@ -14,12 +14,12 @@ import shutil
 import sqlite3
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .data import END, write_jsonl
+from .data import END, record_row, write_jsonl
 from .harness import Row, measure
 
 NOW = END + timedelta(days=1)
@@ -133,30 +133,9 @@ def _baseline(source: Path, db: Path, *, fresh: bool) -> float:
     with source.open("rb") as f:
         for line in f:
             raw = json.loads(line)
-            published = int(datetime.fromisoformat(raw["published"]).timestamp())
-            image = raw["image"]
-            rows.append(
-                (
-                    raw["id"],
-                    raw["url"],
-                    raw["title"],
-                    published,
-                    published,
-                    raw["summary"],
-                    raw["content_html"],
-                    image["url"],
-                    image["alt"],
-                    image["type"],
-                    image["length"],
-                    json.dumps(raw["categories"], ensure_ascii=False),
-                    json.dumps(raw["authors"], ensure_ascii=False),
-                    json.dumps(raw["tags"], ensure_ascii=False),
-                    "",
-                    str(source),
-                    stamp,
-                    stamp,
-                )
-            )
+            row = record_row(raw)
+            rows.append((*row, "", str(source), stamp, stamp))
+            published = row[3]
             cats.extend((raw["id"], c.casefold(), c, published) for c in raw["categories"])
             if len(rows) >= batch:
                 flush()
