@@ -16,7 +16,9 @@ channel and the entries: no clock, no locale (RFC 822 dates come from
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,15 +31,16 @@ from lxml import etree
 
 from .records import Image, Record
 from .sanitize import sanitize_html
-from .text import plain_text, strip_controls
+from .text import plain_text, strip_controls, truncate
 
 GENERATOR = "kcrush-feeds"
 # Bump when the bytes this module writes change for the same input, so ``build`` rewrites
 # every feed once instead of trusting what it remembered about the old files.
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 # "updated" of a feed with no entries: fixed, so an empty feed's bytes never change. Not 1970:
 # the W3C validator calls dates before 1990 implausible.
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+EXCERPT_CHARS = 300  # the RSS description made from the body when a record has no summary
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 CONTENT_NS = "http://purl.org/rss/1.0/modules/content/"
@@ -104,12 +107,31 @@ def _utc(moment: datetime) -> datetime:
 
 
 def atom_id(record_id: str, site_url: str) -> str:
-    """``record_id`` if it is already an absolute http(s)/tag/urn IRI, else a stable urn:uuid."""
+    """``record_id`` if it is already a well-formed http(s) URL, tag: URI (RFC 4151) or URN
+    (RFC 2141; a urn:uuid: must hold a real UUID), else a stable urn:uuid derived from it."""
     if not any(c.isspace() for c in record_id):
         parts = urlsplit(record_id)
-        if (parts.scheme in ("http", "https") and parts.netloc) or parts.scheme in ("tag", "urn"):
+        if parts.scheme in ("http", "https") and parts.netloc:
+            return record_id
+        if _TAG_URI.fullmatch(record_id) or (
+            _URN.fullmatch(record_id) and _valid_urn_uuid(record_id)
+        ):
             return record_id
     return "urn:uuid:" + str(uuid.uuid5(uuid.NAMESPACE_URL, f"{site_url}#{record_id}"))
+
+
+_TAG_URI = re.compile(r"tag:[A-Za-z0-9.@-]+,\d{4}(?:-\d{2}(?:-\d{2})?)?:[^\s]*")
+_URN = re.compile(r"(?i)urn:[a-z0-9][a-z0-9-]{0,31}:[a-z0-9()+,\-.:=@;$_!*'%/?#]+")
+
+
+def _valid_urn_uuid(urn: str) -> bool:
+    if not urn.lower().startswith("urn:uuid:"):
+        return True
+    try:
+        uuid.UUID(urn[9:])
+    except ValueError:
+        return False
+    return True
 
 
 def prepare_entry(record: Record, *, site_url: str) -> Entry:
@@ -228,6 +250,11 @@ def render_rss(channel: Channel, entries: Sequence[Entry]) -> bytes:
         _sub(item, "link", entry.url)
         if entry.summary_html:
             _sub(item, "description", entry.summary_html)
+        elif entry.content_html:
+            # Readers show description as the synopsis, and the validator wants one before
+            # content:encoded: without a summary, the start of the body as text.
+            excerpt = truncate(plain_text(entry.content_html), EXCERPT_CHARS)
+            _sub(item, "description", html.escape(excerpt, quote=False))
         if entry.content_html:
             _sub(item, f"{{{CONTENT_NS}}}encoded", entry.content_html)
         for author in entry.authors:

@@ -275,3 +275,36 @@ def test_entries_of_the_same_second_have_distinct_updated_strings() -> None:
     ]
     assert len(set(updated)) == 3
     assert {datetime.fromisoformat(u) for u in updated} == {T0}
+
+
+def test_rss_item_without_summary_gets_a_description_from_its_body() -> None:
+    body_only = prepare_entry(
+        record(1, summary="", content_html="<p>First &amp; <b>second</b> paragraph.</p>"),
+        site_url=SITE,
+    )
+    item = etree.fromstring(render_rss(channel(), [body_only])).find("channel/item")
+    names = [child.tag for child in item]
+    content = "{http://purl.org/rss/1.0/modules/content/}encoded"
+    # The validator warns unless description comes before content:encoded.
+    assert names.index("description") < names.index(content)
+    assert item.findtext("description") == "First &amp; second paragraph."
+
+
+@pytest.mark.parametrize(
+    ("record_id", "kept"),
+    [
+        ("https://www.kcrush.com/?p=42", True),
+        ("tag:kcrush.com,2024:post-42", True),
+        ("urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66", True),
+        ("urn:kcrush:42", True),
+        ("urn:uuid:1234", False),  # not a UUID: the validator rejects it
+        ("plain id", False),
+        ("42", False),
+    ],
+)
+def test_atom_ids_are_valid_iris(record_id: str, kept: bool) -> None:
+    made = atom_id(record_id, SITE)
+    assert (made == record_id) is kept
+    if not kept:
+        assert made.startswith("urn:uuid:")
+        assert atom_id(record_id, SITE) == made  # stable
