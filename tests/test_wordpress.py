@@ -13,7 +13,7 @@ import pytest
 import trustme
 
 from kcrush_feeds.http import USER_AGENT, FetchError, HttpClient, HttpSettings
-from kcrush_feeds.sources import Source, import_sources
+from kcrush_feeds.sources import Source, SourceReport, import_sources
 from kcrush_feeds.store import Store
 from kcrush_feeds.wordpress import CURSOR_OVERLAP
 
@@ -223,10 +223,8 @@ def test_429_retry_after_is_honoured(
     assert second.at - first.at >= 1.0
 
 
-def test_retry_after_over_the_cap_gives_up_without_waiting(
-    project: Project, server: FixtureServer, site: WordPressSite
-) -> None:
-    server.queue(POSTS_PATH, Reply(503, b"busy", {"Retry-After": "3600"}))
+def import_site_once(project: Project, server: FixtureServer) -> SourceReport:
+    """One import of the fixture site, with short retry delays."""
     with Store.open(project.dir / "store.db") as store:
         [report] = import_sources(
             project.config,
@@ -235,6 +233,14 @@ def test_retry_after_over_the_cap_gives_up_without_waiting(
             sources=[Source("wordpress", server.url)],
             settings=FAST,
         )
+    return report
+
+
+def test_retry_after_over_the_cap_gives_up_without_waiting(
+    project: Project, server: FixtureServer, site: WordPressSite
+) -> None:
+    server.queue(POSTS_PATH, Reply(503, b"busy", {"Retry-After": "3600"}))
+    report = import_site_once(project, server)
     assert report.error is not None
     assert "HTTP 503" in report.error and "wait 3600 s" in report.error
     assert len(server.requests(POSTS_PATH)) == 1
@@ -242,14 +248,7 @@ def test_retry_after_over_the_cap_gives_up_without_waiting(
 
 def test_500_then_success(project: Project, server: FixtureServer, site: WordPressSite) -> None:
     server.queue(POSTS_PATH, Reply(500, b"<h1>Error establishing a database connection</h1>"))
-    with Store.open(project.dir / "store.db") as store:
-        [report] = import_sources(
-            project.config,
-            store,
-            datetime.now(UTC),
-            sources=[Source("wordpress", server.url)],
-            settings=FAST,
-        )
+    report = import_site_once(project, server)
     assert report.ok, report.error
     assert report.report.added == 230
     assert [r.query["page"] for r in server.requests(POSTS_PATH)] == ["1", "1", "2", "3"]
@@ -259,14 +258,7 @@ def test_500_every_time_names_the_url_and_status(
     project: Project, server: FixtureServer, site: WordPressSite
 ) -> None:
     server.route(POSTS_PATH, lambda _: Reply(500, b"down"))
-    with Store.open(project.dir / "store.db") as store:
-        [report] = import_sources(
-            project.config,
-            store,
-            datetime.now(UTC),
-            sources=[Source("wordpress", server.url)],
-            settings=FAST,
-        )
+    report = import_site_once(project, server)
     assert report.error is not None
     assert report.error.startswith(f"{server.url}{POSTS_PATH}?per_page=100&page=1")
     assert "HTTP 500: Internal Server Error (gave up after 3 attempts)" in report.error
@@ -294,14 +286,7 @@ def test_connection_cut_mid_body_is_retried_then_reported(
 ) -> None:
     whole = site.handle_posts(server_request()).body
     server.route(POSTS_PATH, lambda _: Reply(200, whole[:1000], declared_length=len(whole)))
-    with Store.open(project.dir / "store.db") as store:
-        [report] = import_sources(
-            project.config,
-            store,
-            datetime.now(UTC),
-            sources=[Source("wordpress", server.url)],
-            settings=FAST,
-        )
+    report = import_site_once(project, server)
     assert report.error is not None
     assert report.error.startswith(f"{server.url}{POSTS_PATH}?")
     assert "connection lost while reading the body" in report.error
