@@ -13,7 +13,7 @@ from ..errors import UsageError
 from ..importer import ImportReport, import_files
 from ..readers import Format
 from ..sources import Source, SourceReport, config_sources, import_sources
-from ..ui import progress
+from .progress import progress
 
 SHOW_AT_MOST = 200  # messages of each kind; the count of the rest is given
 

@@ -11,7 +11,7 @@ from .. import clock
 from ..cli import App, pass_app
 from ..errors import UsageError
 from ..sending import send_digest
-from ..ui import Progress, progress
+from .progress import Progress, progress
 
 SHOW_AT_MOST = 20  # failed deliveries listed; the rest are in `status` and the store
 
