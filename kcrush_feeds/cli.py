@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -22,7 +21,6 @@ from .errors import EXIT_FAILED, KcrushError
 from .store import Store
 
 log = logging.getLogger("kcrush_feeds")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass

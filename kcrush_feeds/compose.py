@@ -43,7 +43,6 @@ from .subscribers import Subscriber
 from .text import strip_controls, truncate
 from .tokens import sign
 
-TEMPLATE_NAMES = ("subject.txt", "digest.txt", "digest.html")
 MONTHS = (
     "January",
     "February",

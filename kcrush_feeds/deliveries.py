@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -213,9 +212,8 @@ class Ledger:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self._waiting: list[tuple[Delivery, datetime, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
-        self.commits = 0
+        self.commits = 0  # fewer than written: results arriving together share a commit
         self.written = 0
-        self.cpu = 0.0  # seconds of CPU the writer thread spent (for the benchmark)
 
     async def record(self, delivery: Delivery, now: datetime) -> None:
         """Write ``delivery``; return when it is committed."""
@@ -247,14 +245,12 @@ class Ledger:
                         done.set_result(None)
 
     def _write(self, batch: list[tuple[Delivery, datetime, asyncio.Future[None]]]) -> None:
-        started = time.thread_time()
         now = max(moment for _, moment, _ in batch)
         record_results(
             self._store, [d for d, _, _ in batch], now, max_hard_bounces=self.max_hard_bounces
         )
         self.commits += 1
         self.written += len(batch)
-        self.cpu += time.thread_time() - started
 
     async def aclose(self) -> None:
         if self._flusher is not None:

@@ -7,7 +7,7 @@ Records are normalised one at a time and written in batches; a bad record is rep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -203,15 +203,5 @@ def _flush(
         return
     records = list(batch.values())
     batch.clear()
-    if commit:
-        with store.transaction():
-            report.count(store.upsert_records(records, source=source, now=now))
-    else:
+    with store.transaction() if commit else nullcontext():
         report.count(store.upsert_records(records, source=source, now=now))
-
-
-def iter_problem_lines(report: ImportReport) -> Iterator[str]:
-    for problem in report.rejected:
-        yield f"error: {problem}"
-    for problem in report.warnings:
-        yield f"warning: {problem}"

@@ -22,7 +22,6 @@ from typing import Any, BinaryIO, Literal
 from .errors import InputError, UsageError
 
 Format = Literal["json", "jsonl", "csv"]
-FORMATS: tuple[Format, ...] = ("json", "jsonl", "csv")
 _EXTENSIONS: dict[str, Format] = {
     ".json": "json",
     ".jsonl": "jsonl",

@@ -74,7 +74,6 @@ class Tally:
     deferred: int = 0
     failed: int = 0
     skipped: int = 0
-    bounced: int = 0  # hard bounces this run
     failures: list[tuple[str, str]] = field(default_factory=list)  # (recipient, reply), capped
     stopped: bool = False  # a signal asked us to stop
     unavailable: str | None = None  # the server could not be reached: the rest waits
@@ -88,7 +87,6 @@ class Tally:
             self.deferred += 1
         else:
             self.failed += 1
-            self.bounced += result.hard_bounce
         if len(self.failures) < 50:
             self.failures.append((recipient, result.reply))
 

@@ -19,7 +19,6 @@ from collections.abc import Iterable
 
 from .errors import FeedError
 
-MAX_SLUG = 64
 _READABLE = 40  # characters kept from the name before the hash is appended
 _HASH_BYTES = 5  # 10 hex characters
 _PLAIN_RE = re.compile(r"[A-Za-z0-9 _-]+")  # names made only of these lose nothing

@@ -187,7 +187,6 @@ class _Failure:
     temporary: bool
     reply: str
     hard_bounce: bool = False
-    drop_connection: bool = False
 
 
 @dataclass
@@ -309,7 +308,7 @@ class SmtpPool:
             # can duplicate (see docs/delivery.md); not retrying would lose the message.
             slot.discard()
             self.stats.recycled["dead"] += 1
-            return _Failure(True, _describe(e), drop_connection=True)
+            return _Failure(True, _describe(e))
         slot.dirty = False
         slot.messages += 1
         slot.last_used = time.monotonic()
@@ -330,7 +329,7 @@ class SmtpPool:
         reply = f"{e.code} {e.message}".strip()
         if e.code == 421 or not (slot.client and slot.client.is_connected):
             slot.discard()
-            return _Failure(True, reply, drop_connection=True)
+            return _Failure(True, reply)
         if 400 <= e.code < 500:
             return _Failure(True, reply)
         if isinstance(e, SMTPDataError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from kcrush_feeds.cli import main
 from kcrush_feeds.config import Config, load_config
+from kcrush_feeds.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -141,3 +143,24 @@ def regen_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--regen-golden")) or (
         os.environ.get("KCRUSH_REGEN_GOLDEN") == "1"
     )
+
+
+def rows(project: Project, sql: str, *params: object) -> list[tuple[object, ...]]:
+    """Rows of ``sql`` read straight from the project's store file."""
+    conn = sqlite3.connect(project.dir / "store.db")
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def sent_rows(project: Project) -> set[str]:
+    """Addresses the store records as served ('sent') for any digest."""
+    with Store.open(project.config.database_path) as store:
+        return {
+            email
+            for (email,) in store.conn.execute(
+                "SELECT s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
+                "WHERE d.status = 'sent'"
+            )
+        }

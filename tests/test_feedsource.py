@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -11,7 +10,7 @@ import pytest
 
 from kcrush_feeds.store import Store
 
-from .conftest import Project
+from .conftest import Project, rows
 from .http_fixtures import (
     FeedEndpoint,
     FixtureServer,
@@ -26,14 +25,6 @@ from .http_fixtures import (
 @pytest.fixture
 def server() -> Iterator[FixtureServer]:
     yield from serve()
-
-
-def rows(project: Project, sql: str, *params: object) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(project.dir / "store.db")
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def test_rss_feed_with_etag_then_304_then_a_new_entry(

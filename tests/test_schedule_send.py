@@ -20,7 +20,7 @@ import pytest
 from kcrush_feeds.sending import ENV_CRASH
 from kcrush_feeds.store import Store
 
-from .conftest import Project
+from .conftest import Project, sent_rows
 from .smtp_server import Behaviour, SmtpServer, smtp_server
 from .test_send import prepare
 
@@ -96,17 +96,6 @@ def schedule(project: Project, started: list[Process], **env: str) -> Process:
 
 def everyone(n: int = N) -> set[str]:
     return {f"reader{i:03d}@example.org" for i in range(n)}
-
-
-def sent_rows(project: Project) -> set[str]:
-    with Store.open(project.config.database_path) as store:
-        return {
-            email
-            for (email,) in store.conn.execute(
-                "SELECT s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
-                "WHERE d.status = 'sent'"
-            )
-        }
 
 
 def digests(project: Project) -> list[tuple[str, str]]:

@@ -20,9 +20,8 @@ from collections.abc import Iterator
 import pytest
 
 from kcrush_feeds.sending import ENV_CRASH, SENDERS_PER_CONNECTION
-from kcrush_feeds.store import Store
 
-from .conftest import Project
+from .conftest import Project, sent_rows
 from .smtp_server import SmtpServer, smtp_server
 from .test_send import NOW, prepare
 
@@ -54,17 +53,6 @@ def run_send(project: Project, **env: str) -> tuple[int, str, str]:
     process = send_process(project, **env)
     out, err = process.communicate(timeout=120)
     return process.returncode, out, err
-
-
-def sent_rows(project: Project) -> set[str]:
-    with Store.open(project.config.database_path) as store:
-        return {
-            email
-            for (email,) in store.conn.execute(
-                "SELECT s.email FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
-                "WHERE d.status = 'sent'"
-            )
-        }
 
 
 def check_exactly_once_but_window(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import ssl
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ from kcrush_feeds.sources import Source, SourceReport, import_sources
 from kcrush_feeds.store import Store
 from kcrush_feeds.wordpress import CURSOR_OVERLAP
 
-from .conftest import Project
+from .conftest import Project, rows
 from .http_fixtures import (
     CATEGORIES_PATH,
     POSTS_PATH,
@@ -41,14 +40,6 @@ def server() -> Iterator[FixtureServer]:
 @pytest.fixture
 def site(server: FixtureServer) -> WordPressSite:
     return wordpress_site(server)
-
-
-def rows(project: Project, sql: str, *params: object) -> list[tuple[object, ...]]:
-    conn = sqlite3.connect(project.dir / "store.db")
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def record_by_guid(project: Project, site: WordPressSite, wp_id: int) -> dict[str, object]:
