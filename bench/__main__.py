@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DATA_VERSION
-from .harness import Row, load, machine, notes, table
+from bench.data import DATA_VERSION
+from bench.harness import Row, load, machine, notes, table
 
 GROUPS = ("import", "build", "send", "render")
 
@@ -61,21 +61,21 @@ def main(argv: list[str] | None = None) -> int:
         if group not in only:
             continue
         if group == "import":
-            from . import imports
+            from bench import imports
 
             rows += imports.rows(sizes.records, data / "import", repeat)
         elif group == "build":
-            from . import builds
+            from bench import builds
 
             rows += builds.rows(sizes.records, sizes.rebuild, data / "build", repeat)
         elif group == "send":
-            from . import sends
+            from bench import sends
 
             rows += sends.rows(
                 sizes.subscribers, sizes.memory, data / "send", repeat, install=not args.no_install
             )
         elif group == "render":
-            from . import renders
+            from bench import renders
 
             rows += renders.rows(sizes.subscribers, data / "render", repeat)
     elapsed = time.perf_counter() - started

@@ -26,15 +26,15 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from .data import CATEGORIES, END, config_toml, fill_store_directly
-from .harness import Row, measure
+from bench.data import CATEGORIES, END, config_toml, fill_store_directly
+from bench.harness import Row, measure
 
 NOW = END + timedelta(days=1)
 ITEMS = 50
 
 
 def available() -> bool:
-    return importlib.util.find_spec("kcrush_feeds.building") is not None
+    return importlib.util.find_spec("kcrush_feeds.feeds.build") is not None
 
 
 def prepare(data: Path, n: int) -> dict[str, Any]:
@@ -47,9 +47,9 @@ def prepare(data: Path, n: int) -> dict[str, Any]:
 
 
 def _build(params: dict[str, Any]) -> tuple[float, Any]:
-    from kcrush_feeds.building import build_feeds
     from kcrush_feeds.config import load_config
-    from kcrush_feeds.store import Store
+    from kcrush_feeds.feeds.build import build_feeds
+    from kcrush_feeds.store.db import Store
 
     config = load_config(Path(params["config"]))
     with Store.open(Path(params["db"]), create=False) as store:

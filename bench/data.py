@@ -267,7 +267,7 @@ def fill_store_directly(
     """
     if path.exists():
         return path
-    from kcrush_feeds.store import RECORD_COLUMNS, Store
+    from kcrush_feeds.store.db import RECORD_COLUMNS, Store
 
     tmp = path.with_name(path.name + ".part")
     tmp.unlink(missing_ok=True)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .data import END, record_row, write_jsonl
-from .harness import Row, measure
+from bench.data import END, record_row, write_jsonl
+from bench.harness import Row, measure
 
 NOW = END + timedelta(days=1)
 TZ = "America/Los_Angeles"
@@ -64,8 +64,8 @@ def _work_db(params: dict[str, Any], name: str, template: str | None) -> Path:
 
 
 def _product(source: Path, db: Path, *, fresh: bool) -> tuple[float, Any]:
-    from kcrush_feeds.importer import import_files
-    from kcrush_feeds.store import Store
+    from kcrush_feeds.records.importer import import_files
+    from kcrush_feeds.store.db import Store
 
     if fresh:
         for suffix in ("", "-wal", "-shm"):
@@ -97,8 +97,8 @@ def product_changed(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _baseline(source: Path, db: Path, *, fresh: bool) -> float:
-    from kcrush_feeds.importer import BATCH as batch
-    from kcrush_feeds.store import RECORD_COLUMNS, migrations
+    from kcrush_feeds.records.importer import BATCH as batch
+    from kcrush_feeds.store.db import RECORD_COLUMNS, migrations
 
     if fresh:
         for suffix in ("", "-wal", "-shm"):

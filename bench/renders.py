@@ -22,15 +22,15 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from .data import END, config_toml, digest_store
-from .harness import Row, measure
+from bench.data import END, config_toml, digest_store
+from bench.harness import Row, measure
 
 NOW = END + timedelta(days=1)
 SECRET_ENV = "KCRUSH_BENCH_SECRET"
 
 
 def available() -> bool:
-    return importlib.util.find_spec("kcrush_feeds.compose") is not None
+    return importlib.util.find_spec("kcrush_feeds.digest.compose") is not None
 
 
 def prepare(data: Path, subscribers: int) -> dict[str, Any]:
@@ -45,9 +45,9 @@ def prepare(data: Path, subscribers: int) -> dict[str, Any]:
 def open_work_digest(params: dict[str, Any]) -> tuple[Any, Any, list[Any]]:
     """(config, digest, subscribers) from a fresh copy of the prepared store."""
     from kcrush_feeds.config import load_config
-    from kcrush_feeds.digest import open_digest
-    from kcrush_feeds.store import Store
-    from kcrush_feeds.subscribers import iter_subscribers
+    from kcrush_feeds.digest.select import open_digest
+    from kcrush_feeds.store.db import Store
+    from kcrush_feeds.subscriptions.subscribers import iter_subscribers
 
     os.environ.setdefault(SECRET_ENV, "bench-secret-0123456789abcdef")
     work = Path(params["work"])
@@ -65,7 +65,7 @@ def open_work_digest(params: dict[str, Any]) -> tuple[Any, Any, list[Any]]:
 
 
 def product(params: dict[str, Any]) -> dict[str, Any]:
-    from kcrush_feeds.compose import DigestComposer
+    from kcrush_feeds.digest.compose import DigestComposer
 
     config, digest, subscribers = open_work_digest(params)
     start = time.perf_counter()
@@ -86,7 +86,7 @@ def product(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def scratch(params: dict[str, Any]) -> dict[str, Any]:
-    from kcrush_feeds.compose import DigestComposer
+    from kcrush_feeds.digest.compose import DigestComposer
 
     config, digest, subscribers = open_work_digest(params)
     limit = params.get("scratch_limit") or len(subscribers)

@@ -22,9 +22,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .data import END, config_toml, digest_store
-from .harness import Row, measure
-from .sinks import Sink, start_aiosmtpd, start_fast_sink, start_slow_sink
+from bench.data import END, config_toml, digest_store
+from bench.harness import Row, measure
+from bench.sinks import Sink, start_aiosmtpd, start_fast_sink, start_slow_sink
 
 NOW = END + timedelta(days=1)
 SECRET_ENV = "KCRUSH_BENCH_SECRET"
@@ -32,8 +32,8 @@ SENDER = "newsletter@kcrush.com"
 
 
 def available() -> bool:
-    return importlib.util.find_spec("kcrush_feeds.sending") is not None and hasattr(
-        importlib.import_module("kcrush_feeds.sending"), "send_digest"
+    return importlib.util.find_spec("kcrush_feeds.delivery.send") is not None and hasattr(
+        importlib.import_module("kcrush_feeds.delivery.send"), "send_digest"
     )
 
 
@@ -68,8 +68,8 @@ def _fresh_db(params: dict[str, Any]) -> Path:
 
 def product(params: dict[str, Any]) -> dict[str, Any]:
     from kcrush_feeds.config import load_config
-    from kcrush_feeds.sending import send_digest
-    from kcrush_feeds.store import Store
+    from kcrush_feeds.delivery.send import send_digest
+    from kcrush_feeds.store.db import Store
 
     os.environ.setdefault(SECRET_ENV, "bench-secret-0123456789abcdef")
     db = _fresh_db(params)
@@ -89,11 +89,11 @@ def product(params: dict[str, Any]) -> dict[str, Any]:
 def _prebuilt(params: dict[str, Any]) -> tuple[list[bytes], list[str]]:
     """The product's composed bytes for one subscriber of each selection, and every
     subscriber's address: what the raw clients send, untimed."""
-    from kcrush_feeds.compose import DigestComposer
     from kcrush_feeds.config import load_config
-    from kcrush_feeds.digest import open_digest
-    from kcrush_feeds.store import Store
-    from kcrush_feeds.subscribers import iter_subscribers
+    from kcrush_feeds.digest.compose import DigestComposer
+    from kcrush_feeds.digest.select import open_digest
+    from kcrush_feeds.store.db import Store
+    from kcrush_feeds.subscriptions.subscribers import iter_subscribers
 
     os.environ.setdefault(SECRET_ENV, "bench-secret-0123456789abcdef")
     db = _fresh_db(params)

@@ -1,5 +1,5 @@
 """``python -m kcrush_feeds`` runs the command line."""
 
-from .cli import main
+from kcrush_feeds.cli.main import main
 
 main(prog_name="kcrush-feeds")

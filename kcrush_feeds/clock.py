@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 
-from .errors import UsageError
+from kcrush_feeds.errors import UsageError
 
 ENV_NOW = "KCRUSH_FEEDS_NOW"
 

@@ -30,7 +30,7 @@ from pydantic import (
     model_validator,
 )
 
-from .errors import ConfigError
+from kcrush_feeds.errors import ConfigError
 
 ENV_CONFIG = "KCRUSH_FEEDS_CONFIG"
 DEFAULT_CONFIG = "config.toml"
@@ -215,7 +215,7 @@ class DigestConfig(_Section):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        from .periods import parse_schedule  # local: periods imports nothing from config
+        from kcrush_feeds.weeks import parse_schedule  # local: periods imports nothing from config
 
         parse_schedule(value)
         return value

@@ -18,7 +18,7 @@ import hmac
 from datetime import datetime
 from typing import Literal
 
-from .errors import KcrushError
+from kcrush_feeds.errors import KcrushError
 
 Purpose = Literal["unsubscribe", "preferences", "confirm"]
 PURPOSES: tuple[Purpose, ...] = ("unsubscribe", "preferences", "confirm")

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from kcrush_feeds.cli import main
+from kcrush_feeds.cli.main import main
 from kcrush_feeds.config import Config, load_config
-from kcrush_feeds.store import Store
+from kcrush_feeds.store.db import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -18,8 +18,8 @@ import feedparser
 import jsonschema
 from lxml import etree
 
-from kcrush_feeds.feeds import atom_id
-from kcrush_feeds.records import Record
+from kcrush_feeds.feeds.writers import atom_id
+from kcrush_feeds.records.normalize import Record
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 ATOM = "{http://www.w3.org/2005/Atom}"

@@ -26,11 +26,10 @@ from typing import Any
 import httpx
 from aiosmtpd.controller import Controller
 
-from kcrush_feeds import subscribers
 from kcrush_feeds.config import load_config
-from kcrush_feeds.store import Store
-
-from .conftest import BASE_CONFIG
+from kcrush_feeds.store.db import Store
+from kcrush_feeds.subscriptions import subscribers
+from tests.conftest import BASE_CONFIG
 
 SECRET_ENV = "KCRUSH_TEST_SECRET"
 SECRET = "test-secret-0123456789abcdef"

@@ -6,9 +6,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from kcrush_feeds.cli import main
-
-from .conftest import Project
+from kcrush_feeds.cli.main import main
+from tests.conftest import Project
 
 
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -64,7 +63,7 @@ def test_init_writes_a_working_project_and_refuses_to_overwrite(tmp_path: object
 def test_status_json(project: Project) -> None:
     import json
 
-    from .conftest import EXAMPLES
+    from tests.conftest import EXAMPLES
 
     project.run("import", str(EXAMPLES / "records.jsonl"))
     result = project.run("status", "--json")

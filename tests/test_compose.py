@@ -17,15 +17,14 @@ from urllib.parse import parse_qs, urlsplit
 import lxml.html
 import pytest
 
-from kcrush_feeds.compose import _SLOT_TEXT, DigestComposer, _Body
 from kcrush_feeds.config import Config
-from kcrush_feeds.digest import Digest, open_digest
-from kcrush_feeds.importer import import_files
-from kcrush_feeds.store import Store
-from kcrush_feeds.subscribers import Subscriber
+from kcrush_feeds.digest.compose import _SLOT_TEXT, DigestComposer, _Body
+from kcrush_feeds.digest.select import Digest, open_digest
+from kcrush_feeds.records.importer import import_files
+from kcrush_feeds.store.db import Store
+from kcrush_feeds.subscriptions.subscribers import Subscriber
 from kcrush_feeds.tokens import TokenError, verify
-
-from .conftest import Project
+from tests.conftest import Project
 
 GOLDEN = Path(__file__).parent / "golden"
 NOW = datetime.fromisoformat("2024-02-26T09:00:00-08:00")
@@ -258,7 +257,7 @@ def test_quoted_printable_slots_decode_exactly() -> None:
         pieces.append(tail)
         expected.append(tail)
         body = _Body.encode("".join(pieces))
-        from kcrush_feeds.compose import _qp
+        from kcrush_feeds.digest.compose import _qp
 
         data = body.fill({k: _qp(v) for k, v in values.items()})
         assert all(len(line) <= 76 for line in data.split(b"\r\n"))
@@ -302,7 +301,7 @@ def test_templates_can_be_overridden(project: Project, digest: Digest) -> None:
     assert parsed["Subject"] == "KCrush: 3 new 🎉"
     assert parsed.get_body(("html",)) is not None  # the built-in HTML template still used
     project.write("mytemplates/digest.txt", "{{ no_such_name }}\n")
-    from kcrush_feeds.compose import TemplateError
+    from kcrush_feeds.digest.compose import TemplateError
 
     with pytest.raises(TemplateError, match=r"digest\.txt"):
         DigestComposer(config, digest, now=NOW).compose(SUBSCRIBERS["all"])

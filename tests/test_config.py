@@ -8,12 +8,11 @@ import pytest
 
 from kcrush_feeds.config import load_config, parse_duration
 from kcrush_feeds.errors import ConfigError
-
-from .conftest import BASE_CONFIG, Project
+from tests.conftest import BASE_CONFIG, Project
 
 
 def test_example_config_is_valid_and_documents_every_section() -> None:
-    from .conftest import ROOT
+    from tests.conftest import ROOT
 
     config = load_config(ROOT / "config.example.toml")
     assert config.site.timezone == "America/Los_Angeles"
@@ -104,7 +103,7 @@ def test_config_from_environment_variable(
 ) -> None:
     from click.testing import CliRunner
 
-    from kcrush_feeds.cli import main
+    from kcrush_feeds.cli.main import main
 
     monkeypatch.setenv("KCRUSH_FEEDS_CONFIG", str(project.config_path))
     result = CliRunner().invoke(main, ["status"])

@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from kcrush_feeds.building import FILE_NAMES, build_feeds, plan_feeds
 from kcrush_feeds.errors import FeedError
-from kcrush_feeds.records import Record
-from kcrush_feeds.slugs import slugify
-from kcrush_feeds.store import Store
-
-from .conftest import EXAMPLES, Project
-from .feedcheck import check_feed
+from kcrush_feeds.feeds.build import FILE_NAMES, build_feeds, plan_feeds
+from kcrush_feeds.feeds.slugs import slugify
+from kcrush_feeds.records.normalize import Record
+from kcrush_feeds.store.db import Store
+from tests.conftest import EXAMPLES, Project
+from tests.feedcheck import check_feed
 
 LONG_NAME = ("케이팝 " * 50).strip()  # 199 characters: the most an import accepts
 NOW = "2024-03-01T00:00:00+00:00"
@@ -191,7 +190,7 @@ def test_second_build_changes_nothing_and_says_so(built: Project) -> None:
     text = (built.dir / "other.toml").read_text().replace('"public/feeds"', '"public2"')
     (built.dir / "other.toml").write_text(text)
     result = built.runner.invoke(
-        __import__("kcrush_feeds.cli", fromlist=["main"]).main,
+        __import__("kcrush_feeds.cli.main", fromlist=["main"]).main,
         ["--config", str(built.dir / "other.toml"), "build"],
         env=ENV,
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from kcrush_feeds.feeds import (
+from kcrush_feeds.feeds.writers import (
     XSL_STYLESHEET,
     Channel,
     Entry,
@@ -25,10 +25,9 @@ from kcrush_feeds.feeds import (
     render_rss,
     rfc822,
 )
-from kcrush_feeds.records import Image, Record
+from kcrush_feeds.records.normalize import Image, Record
 from kcrush_feeds.text import strip_controls
-
-from .feedcheck import SITE, check_atom_xml, check_feed, expected_terms
+from tests.feedcheck import SITE, check_atom_xml, check_feed, expected_terms
 
 BASE = "https://www.kcrush.com/feeds/test"
 T0 = datetime(2024, 2, 26, 17, 0, tzinfo=UTC)

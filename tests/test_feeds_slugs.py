@@ -7,7 +7,7 @@ import re
 import pytest
 
 from kcrush_feeds.errors import FeedError
-from kcrush_feeds.slugs import check_unique, slugify
+from kcrush_feeds.feeds.slugs import check_unique, slugify
 
 SAFE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 

@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from kcrush_feeds.store import Store
-
-from .conftest import Project, rows
-from .http_fixtures import (
+from kcrush_feeds.store.db import Store
+from tests.conftest import Project, rows
+from tests.http_fixtures import (
     FeedEndpoint,
     FixtureServer,
     Reply,

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kcrush_feeds.store import Store
-
-from .conftest import EXAMPLES, Project
+from kcrush_feeds.store.db import Store
+from tests.conftest import EXAMPLES, Project
 
 GOOD = {
     "url": "https://www.kcrush.com/kcrush-interview-with-travelingwill/",

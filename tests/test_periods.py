@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kcrush_feeds.periods import parse_schedule, period_bounds, period_of
+from kcrush_feeds.weeks import parse_schedule, period_bounds, period_of
 
 LA = ZoneInfo("America/Los_Angeles")
 

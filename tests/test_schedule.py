@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kcrush_feeds.errors import BusyError, DeliveryError
-from kcrush_feeds.scheduling import (
+from kcrush_feeds.schedule.service import (
     CatchUp,
     JobOutcome,
     Ledger,
@@ -30,9 +30,8 @@ from kcrush_feeds.scheduling import (
     next_fire_times,
     retry_time,
 )
-from kcrush_feeds.store import Store
-
-from .conftest import Project
+from kcrush_feeds.store.db import Store
+from tests.conftest import Project
 
 LA = ZoneInfo("America/Los_Angeles")
 SMTP = '[smtp]\nhost = "127.0.0.1"\nport = 2525\ntls = "none"\n\n'

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import EXAMPLES, Project
-from .smtp_server import smtp_server
-from .test_send import prepare
+from tests.conftest import EXAMPLES, Project
+from tests.smtp_server import smtp_server
+from tests.test_send import prepare
 
 ISO_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 (DEBUG|INFO|WARNING|ERROR) \S")
 VENV_BIN = Path(sys.executable).parent

@@ -17,12 +17,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from kcrush_feeds.sending import ENV_CRASH
-from kcrush_feeds.store import Store
-
-from .conftest import Project, sent_rows
-from .smtp_server import Behaviour, SmtpServer, smtp_server
-from .test_send import prepare
+from kcrush_feeds.delivery.send import ENV_CRASH
+from kcrush_feeds.store.db import Store
+from tests.conftest import Project, sent_rows
+from tests.smtp_server import Behaviour, SmtpServer, smtp_server
+from tests.test_send import prepare
 
 MONDAY = "2024-02-26T11:00:00-08:00"  # the digest time was 09:00
 WEEK = "2024-W09"

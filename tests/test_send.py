@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from kcrush_feeds import deliveries
-from kcrush_feeds.digest import load_digest
-from kcrush_feeds.store import Store
-
-from .conftest import EXAMPLES, Project
-from .smtp_server import Behaviour, SmtpServer, smtp_server
+from kcrush_feeds.delivery import ledger as deliveries
+from kcrush_feeds.digest.select import load_digest
+from kcrush_feeds.store.db import Store
+from tests.conftest import EXAMPLES, Project
+from tests.smtp_server import Behaviour, SmtpServer, smtp_server
 
 WEEK = "2024-W09"
 NOW = "2024-02-27T09:00:00-08:00"  # the Tuesday after the sample records

@@ -19,11 +19,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from kcrush_feeds.sending import ENV_CRASH, SENDERS_PER_CONNECTION
-
-from .conftest import Project, sent_rows
-from .smtp_server import SmtpServer, smtp_server
-from .test_send import NOW, prepare
+from kcrush_feeds.delivery.send import ENV_CRASH, SENDERS_PER_CONNECTION
+from tests.conftest import Project, sent_rows
+from tests.smtp_server import SmtpServer, smtp_server
+from tests.test_send import NOW, prepare
 
 N_SUBSCRIBERS = 40
 

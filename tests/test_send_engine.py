@@ -10,15 +10,14 @@ from typing import Any
 
 import pytest
 
-from kcrush_feeds import deliveries
-from kcrush_feeds.deliveries import Ledger
+from kcrush_feeds.delivery import ledger as deliveries
+from kcrush_feeds.delivery.ledger import Ledger
+from kcrush_feeds.delivery.send import Tally, deliver
 from kcrush_feeds.errors import DeliveryError
-from kcrush_feeds.sending import Tally, deliver
-from kcrush_feeds.store import Store
-
-from .smtp_server import Behaviour, SmtpServer, smtp_server
-from .test_send_ledger import NOW, add_digest, add_subscribers
-from .test_smtp import message, settings
+from kcrush_feeds.store.db import Store
+from tests.smtp_server import Behaviour, SmtpServer, smtp_server
+from tests.test_send_ledger import NOW, add_digest, add_subscribers
+from tests.test_smtp import message, settings
 
 
 @dataclass(frozen=True)

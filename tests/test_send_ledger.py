@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from kcrush_feeds import deliveries
-from kcrush_feeds.deliveries import Delivery, Ledger
+from kcrush_feeds.delivery import ledger as deliveries
+from kcrush_feeds.delivery.ledger import Delivery, Ledger
+from kcrush_feeds.delivery.lock import lock_path, run_lock
+from kcrush_feeds.delivery.smtp import Outcome, SendResult
 from kcrush_feeds.errors import BusyError
-from kcrush_feeds.locking import lock_path, run_lock
-from kcrush_feeds.smtp import Outcome, SendResult
-from kcrush_feeds.store import Store, to_timestamp
+from kcrush_feeds.store.db import Store, to_timestamp
 
 NOW = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)
 
@@ -161,7 +161,7 @@ def test_ledger_group_commit_from_a_thread(store: Store) -> None:
 
 
 def test_digest_state(store: Store) -> None:
-    from kcrush_feeds.digest import load_digest, mark_done
+    from kcrush_feeds.digest.select import load_digest, mark_done
 
     digest = add_digest(store)
     assert deliveries.digest_state(store, digest) == ("sending", None)
@@ -219,7 +219,7 @@ def test_second_runner_that_waits_long_enough_gets_the_lock(tmp_path: Path) -> N
 
 
 def test_holder_reports_a_running_send(tmp_path: Path) -> None:
-    from kcrush_feeds.locking import holder
+    from kcrush_feeds.delivery.lock import holder
 
     database = tmp_path / "store.db"
     assert holder(database) is None  # no lock file: nothing running, nothing created

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kcrush_feeds import subscribers, tokens
-
-from .serve_support import (
+from kcrush_feeds import tokens
+from kcrush_feeds.subscriptions import subscribers
+from tests.serve_support import (
     SECRET,
     Server,
     SmtpSink,

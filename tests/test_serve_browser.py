@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .serve_support import Server, SmtpSink, link_in, start_server
+from tests.serve_support import Server, SmtpSink, link_in, start_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from kcrush_feeds import subscribers, tokens
-
-from .serve_support import SECRET, Server, SmtpSink, start_server
+from kcrush_feeds import tokens
+from kcrush_feeds.subscriptions import subscribers
+from tests.serve_support import SECRET, Server, SmtpSink, start_server
 
 WORKERS = 8
 ADDRESSES = 1000  # ten requests each: 10,000 in all

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import ROOT
-from .serve_support import Server, SmtpSink, csrf_from, free_port, link_in, start_server
+from tests.conftest import ROOT
+from tests.serve_support import Server, SmtpSink, csrf_from, free_port, link_in, start_server
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is not installed")
@@ -116,8 +116,7 @@ def test_the_documented_nginx_setup(proxied: tuple[Server, str]) -> None:
         assert server.subscriber("behind@example.com").status == "active"  # type: ignore[union-attr]
         # What the digest's List-Unsubscribe makes a mail provider do, through nginx.
         from kcrush_feeds import tokens
-
-        from .serve_support import SECRET
+        from tests.serve_support import SECRET
 
         token = tokens.sign(SECRET.encode(), "unsubscribe", "behind@example.com")
         one_click = httpx.post(

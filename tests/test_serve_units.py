@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from kcrush_feeds import subscribers
-from kcrush_feeds.store import Store
-from kcrush_feeds.web import Csrf, SlidingWindow
-
-from .conftest import Project
+from kcrush_feeds.store.db import Store
+from kcrush_feeds.subscriptions import subscribers
+from kcrush_feeds.web.app import Csrf, SlidingWindow
+from tests.conftest import Project
 
 NOW = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)
 

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from kcrush_feeds.errors import DeliveryError
-from kcrush_feeds.smtp import (
+from kcrush_feeds.delivery.smtp import (
     Outcome,
     RateLimiter,
     SendResult,
@@ -20,8 +19,8 @@ from kcrush_feeds.smtp import (
     SmtpSettings,
     SmtpUnavailable,
 )
-
-from .smtp_server import Behaviour, SmtpServer, smtp_server
+from kcrush_feeds.errors import DeliveryError
+from tests.smtp_server import Behaviour, SmtpServer, smtp_server
 
 SENDER = "KCrush Weekly <newsletter@kcrush.com>"
 
@@ -198,7 +197,7 @@ def test_421_on_connect_for_good_stops_the_run() -> None:
 
 
 def test_server_not_listening_stops_the_run() -> None:
-    from .smtp_server import free_port
+    from tests.smtp_server import free_port
 
     s = SmtpSettings(
         host="127.0.0.1",

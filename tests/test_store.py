@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from kcrush_feeds.errors import StoreError
-from kcrush_feeds.records import Record
-from kcrush_feeds.store import Store, migrations
+from kcrush_feeds.records.normalize import Record
+from kcrush_feeds.store.db import Store, migrations
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
 

@@ -6,10 +6,9 @@ import csv
 import io
 import json
 
-from kcrush_feeds.store import Store
-from kcrush_feeds.subscribers import get_subscriber, iter_subscribers
-
-from .conftest import EXAMPLES, Project
+from kcrush_feeds.store.db import Store
+from kcrush_feeds.subscriptions.subscribers import get_subscriber, iter_subscribers
+from tests.conftest import EXAMPLES, Project
 
 
 def _emails(project: Project, status: str | None = None) -> dict[str, str]:

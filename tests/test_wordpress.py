@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 import trustme
 
-from kcrush_feeds.http import USER_AGENT, FetchError, HttpClient, HttpSettings
-from kcrush_feeds.sources import Source, SourceReport, import_sources
-from kcrush_feeds.store import Store
-from kcrush_feeds.wordpress import CURSOR_OVERLAP
-
-from .conftest import Project, rows
-from .http_fixtures import (
+from kcrush_feeds.sources.configured import Source, SourceReport, import_sources
+from kcrush_feeds.sources.http import USER_AGENT, FetchError, HttpClient, HttpSettings
+from kcrush_feeds.sources.wordpress import CURSOR_OVERLAP
+from kcrush_feeds.store.db import Store
+from tests.conftest import Project, rows
+from tests.http_fixtures import (
     CATEGORIES_PATH,
     POSTS_PATH,
     FixtureServer,

@@ -1,0 +1,192 @@
+"""The ``kcrush-feeds`` command line: a thin layer over the library.
+
+It finds and loads the config, opens the store, calls the library and turns
+``KcrushError`` into a one-line message and the exit status PRODUCT.md promises.
+A traceback is shown only under ``-v``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kcrush_feeds import __version__
+from kcrush_feeds.config import Config, find_config, load_config
+from kcrush_feeds.errors import EXIT_FAILED, KcrushError
+from kcrush_feeds.store.db import Store
+
+log = logging.getLogger("kcrush_feeds")
+
+
+@dataclass
+class App:
+    """What every command needs, loaded on first use."""
+
+    config_option: str | None
+    verbosity: int
+    _config: Config | None = field(default=None, init=False)
+    _store: Store | None = field(default=None, init=False)
+
+    @property
+    def config_path(self) -> Path:
+        return find_config(self.config_option)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.config.database_path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+class CommandError(click.ClickException):
+    """A ``KcrushError`` on its way out, keeping its exit status."""
+
+    def __init__(self, error: KcrushError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code  # type: ignore[misc]  # per instance, not per class
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+class Group(click.Group):
+    """Maps library errors to exit codes; unexpected errors get one line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KcrushError as e:
+            if _verbosity(ctx) > 0:
+                log.debug("traceback", exc_info=True)
+            raise CommandError(e) from e
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:
+            if _verbosity(ctx) > 0:
+                raise
+            click.echo(
+                f"error: internal error: {type(e).__name__}: {e} "
+                "(run again with -v for the traceback)",
+                err=True,
+            )
+            ctx.exit(EXIT_FAILED)
+
+
+def _verbosity(ctx: click.Context) -> int:
+    app = ctx.find_object(App)
+    return app.verbosity if app else 0
+
+
+class _Formatter(logging.Formatter):
+    """Plain messages on a terminal; ISO 8601 timestamped lines for cron and services."""
+
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        if self.tty:
+            return (
+                message
+                if record.levelno < logging.WARNING
+                else f"{record.levelname.lower()}: {message}"
+            )
+        from datetime import UTC, datetime
+
+        stamp = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="seconds")
+        return f"{stamp} {record.levelname} {message}"
+
+
+def setup_logging(verbosity: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter(sys.stderr.isatty()))
+    root = logging.getLogger("kcrush_feeds")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel(
+        logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
+    )
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    "config_option",
+    metavar="FILE",
+    envvar=None,
+    help="Config file (default: $KCRUSH_FEEDS_CONFIG, else ./config.toml).",
+)
+@click.option("-v", "--verbose", count=True, help="More detail; tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.version_option(__version__, prog_name="kcrush-feeds")
+@click.pass_context
+def main(ctx: click.Context, config_option: str | None, verbose: int, quiet: bool) -> None:
+    """Per-category RSS, Atom and JSON feeds and a weekly email digest for KCrush.
+
+    \b
+    Typical use:
+      kcrush-feeds init site/            # a working config.toml and templates
+      kcrush-feeds import posts.jsonl    # load records into the store
+      kcrush-feeds build                 # write the feeds
+      kcrush-feeds send                  # the weekly digest (from cron)
+    """
+    verbosity = -1 if quiet else verbose
+    setup_logging(verbosity)
+    app = App(config_option, verbosity)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+def _register() -> None:
+    from kcrush_feeds.cli.commands import (
+        build,
+        init,
+        preview,
+        records,
+        schedule,
+        send,
+        serve,
+        status,
+        subscribers,
+    )
+
+    for command in (
+        init.init,
+        records.import_command,
+        status.status,
+        subscribers.subscribers,
+        preview.preview,
+        build.build,
+        send.send,
+        serve.serve,
+        schedule.schedule,
+    ):
+        main.add_command(command)
+
+
+_register()

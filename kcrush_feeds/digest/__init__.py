@@ -1,0 +1,1 @@
+"""The weekly digest: what is new, its sections, and the composed email."""

@@ -1,0 +1,501 @@
+"""Compose the digest email: Jinja templates -> inlined HTML + plain text -> RFC 5322 bytes.
+
+Built for speed by design. Everything that is the same for all subscribers who see the same
+items (the subject, both bodies with their CSS inlined, their quoted-printable encoding, the
+MIME frame) is prepared once per distinct selection of items. The templates are rendered
+with *slots* (placeholders such as ``kcfslotemailx``) where the per-subscriber bits go (name,
+address, signed links). Each body is quoted-printable encoded once, in segments cut at the
+slots; per subscriber only the short slot values are encoded and joined in between, each
+framed by QP soft line breaks (``=`` CRLF, which decoders remove), so no line exceeds 76
+characters and the body decodes exactly to the rendered text with the values in place.
+Assembling a message is then a few joins of bytes, not an ``EmailMessage`` per subscriber.
+
+Headers are ASCII (RFC 2047 encoded words for a non-ASCII subject or display name); a line
+break in a name or title can never start a new header: all white space is folded to spaces
+before a header is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import html as html_lib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.headerregistry import Address
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import css_inline
+import jinja2
+
+from kcrush_feeds.config import Config
+from kcrush_feeds.digest.select import Digest, DigestItem, sections_of
+from kcrush_feeds.errors import ConfigError, KcrushError
+from kcrush_feeds.subscriptions.subscribers import Subscriber
+from kcrush_feeds.text import strip_controls, truncate
+from kcrush_feeds.tokens import sign
+from kcrush_feeds.weeks import period_bounds
+
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+UNSUBSCRIBE_PATH = "/unsubscribe"
+PREFERENCES_PATH = "/preferences"
+# Slot names: what differs per subscriber. Templates see them as subscriber.<name> or as
+# top-level <name>; the value is substituted after rendering.
+SLOTS = ("greeting_name", "name", "email", "unsubscribe_url", "preferences_url")
+_SLOT_TEXT = {name: f"kcfslot{name.replace('_', '')}x" for name in SLOTS}
+_SLOT_RE = re.compile("|".join(re.escape(text) for text in _SLOT_TEXT.values()))
+_SLOT_BY_TEXT = {text: name for name, text in _SLOT_TEXT.items()}
+_SOFT_BREAK = b"=\r\n"
+_QP_LINE = 76
+_SPACE_RE = re.compile(r"\s+")
+# A display name that needs no quoting: atoms (RFC 5322 atext) separated by spaces.
+_ATOMS_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_WORD_BYTES = 45  # UTF-8 bytes in one encoded word: 60 base64 characters, a short line
+_BLANK_LINES_RE = re.compile(r"\n{3,}")
+
+
+class TemplateError(KcrushError):
+    """An email template cannot be loaded or rendered (names the file and line)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    subscriber_id: int
+    recipient: str  # the envelope recipient (RCPT TO)
+    message_id: str  # with angle brackets, as in the header
+    data: bytes  # the whole message, RFC 5322, CRLF line ends, 7-bit
+
+
+@dataclass(frozen=True, slots=True)
+class SectionView:
+    """A section as templates see it: ``section.title``, ``section.items``."""
+
+    title: str
+    items: tuple[DigestItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedDigest:
+    """One subscriber's digest as text (for ``preview``): subject, plain text, HTML."""
+
+    subject: str
+    text: str
+    html: str
+
+
+# --- quoted-printable, once ----------------------------------------------------------------
+
+
+def _qp(text: str) -> bytes:
+    """``text`` as quoted-printable with CRLF line ends; every line at most 76 characters
+    even with a soft line break (``=``) appended, so slot values can be joined on."""
+    data = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    lines = data.split(b"\n")
+    if any(len(line) > _QP_LINE - 1 for line in lines):
+        lines = [piece for line in lines for piece in _rewrap(line)]
+    return b"\r\n".join(lines)
+
+
+def _rewrap(line: bytes) -> list[bytes]:
+    """One encoded line as pieces of at most 75 characters plus a soft break, never cut
+    inside an ``=XX`` escape. (binascii's encoder can exceed 76 when it escapes white space
+    at the end of a line, and a line of 76 would leave no room for a joining ``=``.)"""
+    limit = _QP_LINE - 1
+    if len(line) <= limit:
+        return [line]
+    # A trailing "=" is always a soft break: an escape is "=" and two hex digits.
+    soft = line.endswith(b"=")
+    body = line[:-1] if soft else line
+    pieces = []
+    while len(body) > limit:
+        cut = limit - 1  # leave room for the "=" of the soft break
+        while body[cut - 1 : cut] == b"=" or body[cut - 2 : cut - 1] == b"=":
+            cut -= 1
+        pieces.append(body[:cut] + b"=")
+        body = body[cut:]
+    pieces.append(body + b"=" if soft else body)
+    return pieces
+
+
+@dataclass(frozen=True, slots=True)
+class _Body:
+    """A body encoded once: QP segments with slot names between them."""
+
+    segments: tuple[bytes, ...]  # len(slots) + 1
+    slots: tuple[str, ...]
+
+    @classmethod
+    def encode(cls, text: str) -> _Body:
+        segments: list[bytes] = []
+        slots: list[str] = []
+        start = 0
+        for match in _SLOT_RE.finditer(text):
+            segments.append(_qp(text[start : match.start()]))
+            slots.append(_SLOT_BY_TEXT[match.group()])
+            start = match.end()
+        segments.append(_qp(text[start:]))
+        return cls(tuple(segments), tuple(slots))
+
+    def fill(self, values: Mapping[str, bytes]) -> bytes:
+        """The encoded body with each slot's (already encoded) value in place."""
+        if not self.slots:
+            return self.segments[0]
+        parts = [self.segments[0]]
+        for slot, segment in zip(self.slots, self.segments[1:], strict=True):
+            parts += (_SOFT_BREAK, values[slot], _SOFT_BREAK, segment)
+        return b"".join(parts)
+
+
+# --- templates ---------------------------------------------------------------------------
+
+
+def _shortdate(moment: datetime, tz: Any) -> str:
+    local = moment.astimezone(tz)
+    return f"{MONTHS[local.month - 1][:3]} {local.day}, {local.year}"
+
+
+def _longdate(moment: datetime, tz: Any) -> str:
+    local = moment.astimezone(tz)
+    return f"{MONTHS[local.month - 1]} {local.day}, {local.year}"
+
+
+def template_dirs(config: Config) -> list[Path]:
+    """Where templates are looked up, first match wins: the configured directory, if any."""
+    digest = config.require_digest()
+    if digest.templates_dir is None:
+        return []
+    directory = config.resolve(digest.templates_dir)
+    if not directory.is_dir():
+        raise ConfigError(
+            f"{config.path}: digest.templates_dir: {directory} is not a directory",
+            hint="create it (copy templates/email/ from 'kcrush-feeds init'), or remove the key",
+        )
+    return [directory]
+
+
+def make_environment(config: Config) -> tuple[jinja2.Environment, jinja2.Environment]:
+    """(HTML environment with autoescaping, text environment), both StrictUndefined; the
+    configured templates directory first, the built-in templates for any file it lacks."""
+    loader = jinja2.ChoiceLoader(
+        [
+            *(jinja2.FileSystemLoader(str(d)) for d in template_dirs(config)),
+            jinja2.PackageLoader("kcrush_feeds", "templates/email"),
+        ]
+    )
+    tz = config.site.tz
+    envs = []
+    for autoescape in (True, False):
+        env = jinja2.Environment(
+            loader=loader,
+            autoescape=autoescape,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+        )
+        env.filters["shortdate"] = lambda moment: _shortdate(moment, tz)
+        env.filters["longdate"] = lambda moment: _longdate(moment, tz)
+        envs.append(env)
+    return envs[0], envs[1]
+
+
+def _render(
+    env: jinja2.Environment, name: str, context: Mapping[str, Any], source: str | None = None
+) -> str:
+    try:
+        template = env.from_string(source) if source is not None else env.get_template(name)
+        return template.render(context)
+    except jinja2.TemplateSyntaxError as e:
+        raise TemplateError(f"{e.filename or name}:{e.lineno}: {e.message}") from e
+    except jinja2.UndefinedError as e:
+        raise TemplateError(
+            f"{name}: {e.message}", hint="see docs/digest.md for the names templates can use"
+        ) from e
+    except jinja2.TemplateNotFound as e:
+        raise TemplateError(f"{name}: template not found") from e
+
+
+# --- headers -----------------------------------------------------------------------------
+
+
+def header_text(value: str) -> str:
+    """A header value on one line: control characters dropped, all white space one space."""
+    cleaned, _ = strip_controls(value)
+    return _SPACE_RE.sub(" ", cleaned).strip()
+
+
+def _fold(name: str, value: str) -> bytes:
+    """``Name: value`` CRLF, folded and RFC 2047-encoded as needed (7-bit)."""
+    # Through the header factory: policy.fold() alone leaves a short value unencoded.
+    folded: str = policy.SMTP.header_factory(name, header_text(value)).fold(policy=policy.SMTP)
+    return folded.encode("ascii")
+
+
+def _address_header(header: str, name: str, address: str) -> bytes:
+    """``To:``-style header for one mailbox: the display name as atoms, a quoted string,
+    or RFC 2047 encoded words (base64, folded), the address as given (ASCII).
+
+    Written by hand because it runs once per subscriber: the email package's header
+    objects cost a millisecond each. (Never re-parse an encoded name: "Martin, Chloé"
+    would become two addresses.)
+    """
+    name = header_text(name)
+    if not name:
+        return f"{header}: {address}\r\n".encode("ascii")
+    if name.isascii():
+        if _ATOMS_RE.fullmatch(name):
+            phrase = name
+        else:
+            phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{header}: {phrase} <{address}>\r\n".encode("ascii")
+    encoded = name.encode("utf-8")
+    if len(encoded) <= _WORD_BYTES:  # the usual case: one encoded word
+        word = b"=?utf-8?b?" + base64.b64encode(encoded) + b"?="
+        return header.encode() + b": " + word + b" <" + address.encode() + b">\r\n"
+    # A long name: several encoded words, folded; the email package does it by the book.
+    value = policy.SMTP.header_factory(header, [Address(display_name=name, addr_spec=address)])
+    folded: str = value.fold(policy=policy.SMTP)
+    return folded.encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """Everything shared by the subscribers who see the same items."""
+
+    subject: str
+    head: bytes  # Subject and the MIME headers, after the per-subscriber ones
+    text_open: bytes  # boundary and part headers before the text body
+    text: _Body
+    html_open: bytes
+    html: _Body
+    close: bytes
+
+
+class DigestComposer:
+    """Composes ``digest`` for one subscriber after another, rendering once per selection."""
+
+    def __init__(self, config: Config, digest: Digest, *, now: datetime) -> None:
+        self.config = config
+        self.digest = digest
+        self.now = now
+        settings = config.require_digest()
+        subscriptions = config.require_subscriptions()
+        self._secret = subscriptions.secret()
+        self._base = subscriptions.base_url.rstrip("/")
+        self._tz = config.site.tz
+        self._html_env, self._text_env = make_environment(config)
+        self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+        site_host = urlsplit(config.site.url).hostname or "localhost"
+        self._host = site_host
+        from_name, from_addr = parseaddr(settings.from_addr)
+        self._from_domain = from_addr.rpartition("@")[2] or site_host
+        list_id = settings.list_id or (
+            f"{config.site.title} Weekly <weekly.{site_host.removeprefix('www.')}>"
+        )
+        head = [
+            _fold("Date", format_datetime(now.astimezone(self._tz).replace(microsecond=0))),
+            _address_header("From", from_name, from_addr),
+        ]
+        self._common_head = b"".join(head)
+        after_to = []
+        if settings.reply_to:
+            reply_name, reply_addr = parseaddr(settings.reply_to)
+            after_to.append(_address_header("Reply-To", reply_name, reply_addr))
+        self._after_to = b"".join(after_to)
+        self._list_id = _fold("List-Id", list_id)
+        self._cache: dict[tuple[str, ...], _Prepared | None] = {}
+
+    # --- per selection -----------------------------------------------------------------
+
+    def _context(self, items: tuple[DigestItem, ...]) -> dict[str, Any]:
+        config = self.config
+        start, _ = period_bounds(self.digest.period, self._tz)
+        titles = [item.title for item in items]
+        preheader = " · ".join(titles[:3]) + (
+            f" and {len(titles) - 3} more" if len(titles) > 3 else ""
+        )
+        slots = {name: _SLOT_TEXT[name] for name in SLOTS}
+        return {
+            "site": {
+                "title": config.site.title,
+                "url": config.site.url,
+                "description": config.site.description,
+                "language": config.site.language,
+                "url_label": urlsplit(config.site.url).netloc,
+                "image": config.site.image,
+            },
+            "digest": self.digest,
+            "period": self.digest.period,
+            "week_label": f"Week of {_longdate(start, self._tz)}",
+            "items": items,
+            "sections": [
+                SectionView(title, tuple(section_items))
+                for title, section_items in sections_of(items)
+            ],
+            "preheader": truncate(preheader, 150),
+            "feeds_url": config.feeds.base_url,
+            "subscriber": slots,
+            "unsubscribe_url": slots["unsubscribe_url"],
+            "preferences_url": slots["preferences_url"],
+        }
+
+    def _render_selection(self, items: tuple[DigestItem, ...]) -> tuple[str, str, str]:
+        context = self._context(items)
+        subject_source = self.config.require_digest().subject
+        subject = header_text(_render(self._text_env, "subject.txt", context, subject_source))
+        context["subject"] = subject
+        html = _render(self._html_env, "digest.html", context)
+        try:
+            html = self._inliner.inline(html)
+        except ValueError as e:
+            raise TemplateError(f"digest.html: cannot inline its CSS: {e}") from e
+        text = _render(self._text_env, "digest.txt", context)
+        return subject, _tidy_text(text), html.replace("\r\n", "\n")
+
+    def _prepare(self, items: tuple[DigestItem, ...]) -> _Prepared:
+        subject, text, html = self._render_selection(items)
+        selection = hashlib.blake2b(
+            "\n".join(i.record_id for i in items).encode(), digest_size=8
+        ).hexdigest()
+        # "=_" cannot occur in quoted-printable text, so the boundary never clashes.
+        boundary = f"=_kcf_{self.digest.period}_{selection}"
+        head = _fold("Subject", subject)
+        mime = (
+            b"MIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/alternative; boundary="' + boundary.encode() + b'"\r\n\r\n'
+            b"This is a multi-part message in MIME format.\r\n"
+        )
+        part = (
+            b"\r\n--" + boundary.encode() + b"\r\n"
+            b'Content-Type: text/%s; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        return _Prepared(
+            subject=subject,
+            head=head + mime,
+            text_open=part % b"plain",
+            text=_Body.encode(text),
+            html_open=part % b"html",
+            html=_Body.encode(html),
+            close=b"\r\n--" + boundary.encode() + b"--\r\n",
+        )
+
+    def _prepared(self, subscriber: Subscriber) -> _Prepared | None:
+        items = self.digest.items_for(subscriber.categories)
+        if not items:
+            return None
+        key = tuple(item.record_id for item in items)
+        prepared = self._cache.get(key)
+        if prepared is None:
+            prepared = self._cache[key] = self._prepare(items)
+        return prepared
+
+    # --- per subscriber ----------------------------------------------------------------
+
+    def links(self, subscriber: Subscriber) -> dict[str, str]:
+        """The subscriber's signed unsubscribe and preferences URLs and the unsubscribe token."""
+        unsubscribe = sign(self._secret, "unsubscribe", subscriber.email)
+        preferences = sign(self._secret, "preferences", subscriber.email)
+        return {
+            "unsubscribe_token": unsubscribe,
+            "unsubscribe_url": f"{self._base}{UNSUBSCRIBE_PATH}?token={unsubscribe}",
+            "preferences_url": f"{self._base}{PREFERENCES_PATH}?token={preferences}",
+        }
+
+    def _values(self, subscriber: Subscriber, links: Mapping[str, str]) -> dict[str, str]:
+        name = header_text(subscriber.name)
+        return {
+            "greeting_name": name or "there",
+            "name": name,
+            "email": subscriber.email,
+            "unsubscribe_url": links["unsubscribe_url"],
+            "preferences_url": links["preferences_url"],
+        }
+
+    def message_id(self, subscriber: Subscriber) -> str:
+        """``<digest-PERIOD.sID.HASH@host>``: the same on every retry of this delivery."""
+        seed = f"{self.digest.id}|{self.digest.period}|{subscriber.id}|{subscriber.key}"
+        digest = hashlib.blake2b(seed.encode(), digest_size=6).hexdigest()
+        return f"<digest-{self.digest.period}.s{subscriber.id}.{digest}@{self._host}>"
+
+    def compose(self, subscriber: Subscriber) -> OutgoingMessage | None:
+        """The finished message for ``subscriber``; None when nothing in the digest is for
+        them (their categories have nothing new)."""
+        prepared = self._prepared(subscriber)
+        if prepared is None:
+            return None
+        links = self.links(subscriber)
+        values = self._values(subscriber, links)
+        text_values = {k: _qp(v) for k, v in values.items()}
+        html_values = {k: _qp(html_lib.escape(v, quote=True)) for k, v in values.items()}
+        message_id = self.message_id(subscriber)
+        token = links["unsubscribe_token"]
+        data = b"".join(
+            (
+                self._common_head,
+                _address_header("To", subscriber.name, subscriber.email),
+                self._after_to,
+                b"Message-ID: " + message_id.encode("ascii") + b"\r\n",
+                self._list_id,
+                b"List-Unsubscribe: <" + links["unsubscribe_url"].encode("ascii") + b">,\r\n"
+                b" <mailto:unsubscribe@"
+                + self._from_domain.encode("ascii")
+                + b"?subject=unsubscribe-"
+                + token.encode("ascii")
+                + b">\r\n",
+                b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+                prepared.head,
+                prepared.text_open,
+                prepared.text.fill(text_values),
+                prepared.html_open,
+                prepared.html.fill(html_values),
+                prepared.close,
+            )
+        )
+        return OutgoingMessage(subscriber.id, subscriber.email, message_id, data)
+
+    def render(self, subscriber: Subscriber) -> RenderedDigest | None:
+        """The subscriber's subject, text and HTML as strings (for ``preview``)."""
+        items = self.digest.items_for(subscriber.categories)
+        if not items:
+            return None
+        subject, text, html = self._render_selection(items)
+        values = self._values(subscriber, self.links(subscriber))
+        return RenderedDigest(
+            subject,
+            _SLOT_RE.sub(lambda m: values[_SLOT_BY_TEXT[m.group()]], text),
+            _SLOT_RE.sub(lambda m: html_lib.escape(values[_SLOT_BY_TEXT[m.group()]]), html),
+        )
+
+
+def _tidy_text(text: str) -> str:
+    """Line ends normalised, trailing spaces and runs of blank lines removed."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    return _BLANK_LINES_RE.sub("\n\n", "\n".join(lines)).strip("\n") + "\n"
+
+
+def preview_subscriber(
+    email: str = "reader@example.com", name: str = "Reader", categories: Iterable[str] | None = None
+) -> Subscriber:
+    """A stand-in subscriber for a preview when no real one is named."""
+    return Subscriber(0, email, name, "active", None if categories is None else tuple(categories))

@@ -1,0 +1,498 @@
+"""``build``: plan the feeds from the config and the store, and write the files that changed.
+
+Layout under ``feeds.output_dir`` (public at ``feeds.base_url``)::
+
+    {slug}/rss.xml  {slug}/atom.xml  {slug}/feed.json    one directory per feed
+    all/rss.xml ...                                      every record
+    feeds.opml  index.html  feed.xsl
+    .build-state.json                                    what the last build wrote
+
+A rebuild with nothing changed must stay cheap whatever the store size, so every feed first
+gets a fingerprint of its inputs (the channel as configured, plus the ids and record
+fingerprints of its newest ``items_per_feed`` entries, read off the indexes without loading
+any record). When a file's fingerprint, size and mtime match what ``.build-state.json``
+remembers, the file is left alone without generating anything. Otherwise the feed is
+rendered; identical bytes are still not rewritten (the mtime stays), and different bytes go
+to a temporary file in the same directory, fsynced, then ``os.replace``d: a reader never
+sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import tempfile
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from kcrush_feeds.config import Config
+from kcrush_feeds.errors import FeedError, StoreError
+from kcrush_feeds.feeds.slugs import check_unique, name_key, slugify
+from kcrush_feeds.feeds.writers import (
+    FORMAT_VERSION,
+    RENDERERS,
+    XSL_STYLESHEET,
+    Channel,
+    Entry,
+    Listing,
+    prepare_entry,
+    render_index,
+    render_opml,
+)
+from kcrush_feeds.records.normalize import Record
+from kcrush_feeds.store.db import RECORD_COLUMNS, Store, record_from_row, to_timestamp
+
+ALL_SLUG = "all"
+FILE_NAMES = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
+OPML_NAME = "feeds.opml"
+INDEX_NAME = "index.html"
+XSL_NAME = "feed.xsl"
+STATE_NAME = ".build-state.json"
+STATE_VERSION = 1
+_ID_CHUNK = 500
+_CACHE_ENTRIES = 20_000  # prepared entries kept for the feeds that share them
+_WRITERS = 4  # threads writing files
+_IN_FLIGHT = 32  # rendered files waiting to be written, at most
+_FEED_FILE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?/(?:rss\.xml|atom\.xml|feed\.json)")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """One planned feed. ``keys`` are case-folded record category names; None means all."""
+
+    slug: str
+    title: str
+    description: str
+    keys: tuple[str, ...] | None
+    configured: bool  # from [[feeds.categories]] (or "all"), not discovered in the records
+
+
+@dataclass(slots=True)
+class BuildReport:
+    """What ``build_feeds`` did. Paths are relative to ``output_dir``."""
+
+    output_dir: Path
+    feeds: int = 0
+    written: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)  # of feeds gone from the plan, kept
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written or self.removed)
+
+    def summary(self) -> str:
+        text = (
+            f"{self.feeds} feeds: {len(self.written)} files written, "
+            f"{len(self.unchanged)} unchanged, {len(self.removed)} removed"
+        )
+        if self.stale:
+            text += f", {len(self.stale)} left over (build --prune removes them)"
+        return text
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+def plan_feeds(config: Config, store: Store) -> list[FeedSpec]:
+    """The feeds to build: "all", the configured categories, then (with
+    ``feeds.auto_categories``) one per record category no configured feed gathers.
+
+    Raises ``FeedError`` when two feeds would share a directory.
+    """
+    feeds_cfg = config.feeds
+    site = config.site
+    specs = [
+        FeedSpec(
+            slug=ALL_SLUG,
+            title=feeds_cfg.all_title or site.title,
+            description=site.description or f"Everything new on {site.title}",
+            keys=None,
+            configured=True,
+        )
+    ]
+    claimed: dict[str, str] = {}
+    for category in feeds_cfg.categories:
+        keys = tuple(dict.fromkeys(name_key(m) for m in category.matches))
+        for key in keys:
+            claimed.setdefault(key, category.slug)
+        specs.append(
+            FeedSpec(
+                slug=category.slug,
+                title=category.title,
+                description=category.description or f"{category.title} from {site.title}",
+                keys=keys,
+                configured=True,
+            )
+        )
+    if feeds_cfg.auto_categories:
+        for key, name in _record_categories(store):
+            if key in claimed:
+                continue
+            specs.append(
+                FeedSpec(
+                    slug=slugify(name),
+                    title=name,
+                    description=f"{name} from {site.title}",
+                    keys=(key,),
+                    configured=False,
+                )
+            )
+    check_unique(
+        (
+            spec.slug,
+            f"the feed {spec.title!r}"
+            + ("" if spec.configured else " (an unconfigured record category)"),
+        )
+        for spec in specs
+    )
+    return specs
+
+
+def _record_categories(store: Store) -> list[tuple[str, str]]:
+    """(key, display name) of every record category in the store, by key.
+
+    Withdrawn and future records count too: their category keeps a (possibly empty) feed
+    rather than leaving stale files behind. The distinct keys come from a skip-scan of the
+    index (one lookup per category, not one row per record), and the name is the one the
+    newest record uses.
+    """
+    rows = store.conn.execute(
+        "WITH RECURSIVE k(key) AS ("
+        " SELECT min(category_key) FROM record_categories"
+        " UNION ALL"
+        " SELECT (SELECT min(category_key) FROM record_categories WHERE category_key > k.key)"
+        " FROM k WHERE k.key IS NOT NULL)"
+        " SELECT key, (SELECT name FROM record_categories WHERE category_key = k.key"
+        "  ORDER BY published DESC, record_id LIMIT 1)"
+        " FROM k WHERE key IS NOT NULL"
+    ).fetchall()
+    return [(str(key), str(name)) for key, name in rows]
+
+
+# --- selecting entries ---------------------------------------------------------------------
+
+
+def _newest(store: Store, spec: FeedSpec, now: int, limit: int) -> list[tuple[str, str]]:
+    """(id, fingerprint) of the feed's newest visible records, newest first."""
+    conn = store.conn
+    if spec.keys is None:
+        rows = conn.execute(
+            "SELECT id, fingerprint FROM records WHERE withdrawn = 0 AND published <= ? "
+            "ORDER BY published DESC, id LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [(str(i), str(f)) for i, f in rows]
+    found: dict[str, tuple[int, str, str]] = {}
+    for key in spec.keys:
+        # Walks record_categories_newest (category_key, published DESC, record_id) and stops
+        # after ``limit`` visible rows; several keys are merged here.
+        for rid, fingerprint, published in conn.execute(
+            "SELECT rc.record_id, r.fingerprint, rc.published FROM record_categories rc "
+            "JOIN records r ON r.id = rc.record_id "
+            "WHERE rc.category_key = ? AND rc.published <= ? AND r.withdrawn = 0 "
+            "ORDER BY rc.published DESC, rc.record_id LIMIT ?",
+            (key, now, limit),
+        ):
+            found[rid] = (published, rid, fingerprint)
+    ordered = sorted(found.values(), key=lambda t: (-t[0], t[1]))[:limit]
+    return [(rid, fingerprint) for _, rid, fingerprint in ordered]
+
+
+def _load(store: Store, ids: Sequence[str]) -> dict[str, Record]:
+    records: dict[str, Record] = {}
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start : start + _ID_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for row in store.conn.execute(
+            f"SELECT {RECORD_COLUMNS} FROM records WHERE id IN ({marks})", chunk
+        ):
+            record = record_from_row(row)
+            records[record.id] = record
+    return records
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory, fsynced,
+    then renamed over ``path``: readers see the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates 0600; a web server must be able to read the feeds.
+        Path(tmp).chmod(0o644)
+        Path(tmp).replace(path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            Path(tmp).unlink()
+        raise
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        if path.stat().st_size != len(data):
+            return False
+        return path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+@dataclass(slots=True)
+class _State:
+    """``.build-state.json``: per file, the inputs fingerprint and the stat it was left with."""
+
+    path: Path
+    files: dict[str, dict[str, Any]]
+    dirty: bool = False
+
+    @classmethod
+    def load(cls, path: Path) -> _State:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("version") == STATE_VERSION and isinstance(data.get("files"), dict):
+                # Only names of our layout: --prune deletes what is listed here.
+                files = {k: v for k, v in data["files"].items() if _FEED_FILE_RE.fullmatch(k)}
+                return cls(path, files)
+        except (OSError, ValueError, AttributeError):
+            pass  # missing or damaged: every feed is rendered and compared byte by byte
+        return cls(path, {})
+
+    def fresh(self, name: str, inputs: str, target: Path) -> bool:
+        known = self.files.get(name)
+        if not known or known.get("inputs") != inputs:
+            return False
+        try:
+            st = target.stat()
+        except FileNotFoundError:
+            return False
+        return bool(st.st_size == known.get("size") and st.st_mtime_ns == known.get("mtime_ns"))
+
+    def remember(self, name: str, inputs: str | None, target: Path) -> None:
+        st = target.stat()
+        entry = {"inputs": inputs, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+        if self.files.get(name) != entry:
+            self.files[name] = entry
+            self.dirty = True
+
+    def forget(self, name: str) -> None:
+        if self.files.pop(name, None) is not None:
+            self.dirty = True
+
+    def save(self) -> None:
+        if self.dirty:
+            body = json.dumps({"version": STATE_VERSION, "files": self.files}, sort_keys=True)
+            write_atomic(self.path, body.encode("utf-8") + b"\n")
+
+
+def _inside(output_dir: Path, target: Path) -> Path:
+    # Slugs are safe by construction; this guards against a symlinked directory too.
+    resolved = target.resolve()
+    if not resolved.is_relative_to(output_dir.resolve()):
+        raise FeedError(f"{target}: refusing to write outside the output directory {output_dir}")
+    return target
+
+
+# --- the build -----------------------------------------------------------------------------
+
+
+def _channel(config: Config, spec: FeedSpec) -> Channel:
+    base = config.feeds.base_url.rstrip("/")
+    return Channel(
+        slug=spec.slug,
+        title=spec.title,
+        description=spec.description,
+        site_url=config.site.url,
+        site_title=config.site.title,
+        language=config.site.language,
+        urls={fmt: f"{base}/{spec.slug}/{FILE_NAMES[fmt]}" for fmt in config.feeds.formats},
+        image=config.site.image,
+        stylesheet=f"../{XSL_NAME}",
+    )
+
+
+def _fingerprint(*parts: object) -> str:
+    payload = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = False) -> BuildReport:
+    """Write every feed, the OPML file, index.html and the XSL under ``config.output_dir``.
+
+    Records that are withdrawn or published after ``now`` are left out. Files whose bytes
+    would not change are not touched. Files of feeds no longer planned are removed only
+    with ``prune``; otherwise they are listed in ``BuildReport.stale``.
+    """
+    output_dir = config.output_dir
+    report = BuildReport(output_dir=output_dir)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FeedError(f"{output_dir}: cannot create the output directory: {e.strerror}") from e
+    try:
+        specs = plan_feeds(config, store)
+        report.feeds = len(specs)
+        state = _State.load(output_dir / STATE_NAME)
+        planned: set[str] = set()
+        listings: list[Listing] = []
+        entries: dict[tuple[str, str], Entry] = {}  # (id, fingerprint): each record once
+        cutoff = to_timestamp(now)
+        with _Writer(report, state) as writer:
+            for spec in specs:
+                channel = _channel(config, spec)
+                listings.append(
+                    Listing(
+                        title=spec.title,
+                        description=spec.description,
+                        urls=dict(channel.urls),
+                        paths={f: f"{spec.slug}/{FILE_NAMES[f]}" for f in channel.urls},
+                    )
+                )
+                newest = _newest(store, spec, cutoff, config.feeds.items_per_feed)
+                inputs = _fingerprint(FORMAT_VERSION, _channel_key(channel), newest)
+                pending: list[tuple[str, str, Path]] = []
+                for fmt in config.feeds.formats:
+                    name = f"{spec.slug}/{FILE_NAMES[fmt]}"
+                    planned.add(name)
+                    target = _inside(output_dir, output_dir / name)
+                    if state.fresh(name, f"{fmt}:{inputs}", target):
+                        report.unchanged.append(name)
+                    else:
+                        pending.append((fmt, name, target))
+                if not pending:
+                    continue
+                feed_entries = _entries(store, config, newest, entries)
+                for kind, name, target in pending:
+                    data = RENDERERS[kind](channel, feed_entries)
+                    writer.put(name, target, data, inputs=f"{kind}:{inputs}")
+            _write_pages(config, listings, writer)
+        _stale(output_dir, state, planned, prune, report)
+        state.save()
+    except sqlite3.Error as e:
+        raise StoreError(f"{store.path}: cannot read the records: {e}") from e
+    except OSError as e:
+        raise FeedError(f"{e.filename or output_dir}: cannot write: {e.strerror}") from e
+    return report
+
+
+def _channel_key(channel: Channel) -> list[object]:
+    return [
+        channel.slug, channel.title, channel.description, channel.site_url, channel.site_title,
+        channel.language, sorted(channel.urls.items()), channel.image, channel.stylesheet,
+    ]  # fmt: skip
+
+
+def _entries(
+    store: Store, config: Config, newest: list[tuple[str, str]],
+    cache: dict[tuple[str, str], Entry],
+) -> list[Entry]:  # fmt: skip
+    missing = [rid for rid, fp in newest if (rid, fp) not in cache]
+    if missing and len(cache) > _CACHE_ENTRIES:
+        cache.clear()  # bounded memory with thousands of feeds; "all" overlaps most anyway
+    if missing:
+        loaded = _load(store, missing)
+        for rid, fp in newest:
+            record = loaded.get(rid)
+            if record is not None:
+                cache[(rid, fp)] = prepare_entry(record, site_url=config.site.url)
+    return [cache[key] for key in newest if key in cache]
+
+
+def _write_if_changed(target: Path, data: bytes) -> bool:
+    if _same_bytes(target, data):
+        return False
+    write_atomic(target, data)
+    return True
+
+
+class _Writer:
+    """Writes files on a few threads: fsync dominates a full build and releases the GIL.
+
+    At most ``_IN_FLIGHT`` rendered files wait in memory; results are recorded in the
+    order the files were given, so reports and the state file are deterministic.
+    """
+
+    def __init__(self, report: BuildReport, state: _State) -> None:
+        self.report = report
+        self.state = state
+        self.pool = ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="feed-writer")
+        self.queue: deque[tuple[str, Path, str | None, Future[bool]]] = deque()
+
+    def put(self, name: str, target: Path, data: bytes, *, inputs: str | None) -> None:
+        """Write ``data`` to ``target`` unless it holds those bytes already."""
+        self.queue.append((name, target, inputs, self.pool.submit(_write_if_changed, target, data)))
+        while len(self.queue) > _IN_FLIGHT:
+            self._finish()
+
+    def _finish(self) -> None:
+        name, target, inputs, future = self.queue.popleft()
+        (self.report.written if future.result() else self.report.unchanged).append(name)
+        if inputs is not None:
+            self.state.remember(name, inputs, target)
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            if exc_type is None:
+                while self.queue:
+                    self._finish()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
+def _write_pages(config: Config, listings: list[Listing], writer: _Writer) -> None:
+    """OPML, index.html and the XSL: small, so rendered every time and compared."""
+    output_dir = config.output_dir
+    base = config.feeds.base_url.rstrip("/")
+    site = config.site
+    title = f"{site.title} feeds"
+    pages = {
+        OPML_NAME: render_opml(title, site.url, listings),
+        INDEX_NAME: render_index(
+            title, site.description, site.language, OPML_NAME, f"{base}/{OPML_NAME}", listings
+        ),
+        XSL_NAME: XSL_STYLESHEET,
+    }
+    for name, data in pages.items():
+        writer.put(name, output_dir / name, data, inputs=None)
+
+
+def _stale(
+    output_dir: Path, state: _State, planned: set[str], prune: bool, report: BuildReport
+) -> None:
+    """Feed files an earlier build wrote that no planned feed writes any more.
+
+    Only files ``.build-state.json`` lists are candidates: the output directory may hold
+    other people's files (even an ``rss.xml`` of another tool), and those are never touched.
+    """
+    for name in sorted(set(state.files) - planned):
+        path = output_dir / name
+        if not prune:
+            if path.exists():
+                report.stale.append(name)
+            else:
+                state.forget(name)
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            report.removed.append(name)
+        state.forget(name)
+        with contextlib.suppress(OSError):  # only when nothing else is left in it
+            path.parent.rmdir()

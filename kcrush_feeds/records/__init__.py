@@ -1,0 +1,1 @@
+"""Content records in: normalising raw input, the file readers, and the importer."""

@@ -1,0 +1,207 @@
+"""Import records from files into the store, and report what happened to each.
+
+Records are normalised one at a time and written in batches; a bad record is reported as
+``FILE:LINE: field: reason`` and the good ones in the same file are still stored, unless
+``strict`` makes the whole run one all-or-nothing transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+
+from kcrush_feeds.errors import InputError, RecordError
+from kcrush_feeds.records.normalize import Record, normalize
+from kcrush_feeds.records.readers import BadLine, Format, RawRecord, open_source, read_records
+from kcrush_feeds.store.db import Store
+
+BATCH = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One message about one place in the input: ``FILE:LINE: field: reason``."""
+
+    source: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+@dataclass(slots=True)
+class ImportReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    rolled_back: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def count(self, changes: Iterable[str]) -> None:
+        for change in changes:
+            if change == "added":
+                self.added += 1
+            elif change == "updated":
+                self.updated += 1
+            else:
+                self.unchanged += 1
+
+    def summary(self) -> str:
+        text = (
+            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{len(self.rejected)} rejected"
+        )
+        if self.rolled_back:
+            text += " (--strict: nothing was stored)"
+        return text
+
+
+class _StrictAbort(Exception):
+    """Raised inside the strict transaction to roll it back after the whole input was read."""
+
+
+def import_files(
+    store: Store,
+    names: Iterable[str],
+    *,
+    tz: tzinfo,
+    now: datetime,
+    fmt: Format | None = None,
+    strict: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import every file in ``names`` (``-`` is standard input)."""
+    report = ImportReport()
+    names = list(names)
+    with store.bulk():
+        _import_all(store, names, fmt, tz, now, report, progress, strict=strict)
+    return report
+
+
+def _import_all(
+    store: Store,
+    names: list[str],
+    fmt: Format | None,
+    tz: tzinfo,
+    now: datetime,
+    report: ImportReport,
+    progress: Callable[[int], None] | None,
+    *,
+    strict: bool,
+) -> None:
+    if strict:
+        try:
+            with store.transaction():
+                for name in names:
+                    _import_one(store, name, fmt, tz, now, report, progress, commit=False)
+                if report.rejected:
+                    raise _StrictAbort
+        except _StrictAbort:
+            report.rolled_back = True
+            report.added = report.updated = report.unchanged = 0
+        return
+    for name in names:
+        _import_one(store, name, fmt, tz, now, report, progress, commit=True)
+
+
+def import_records(
+    store: Store,
+    records: Iterable[tuple[str, int | None, Record]],
+    *,
+    source: str,
+    now: datetime,
+    report: ImportReport,
+) -> None:
+    """Store already-normalised records (from WordPress or a feed) in batches."""
+    batch: dict[str, Record] = {}
+    for _, _, record in records:
+        batch[record.id] = record
+        if len(batch) >= BATCH:
+            _flush(store, batch, source, now, report, commit=True)
+    _flush(store, batch, source, now, report, commit=True)
+
+
+def _import_one(
+    store: Store,
+    name: str,
+    fmt: Format | None,
+    tz: tzinfo,
+    now: datetime,
+    report: ImportReport,
+    progress: Callable[[int], None] | None,
+    *,
+    commit: bool,
+) -> None:
+    label = "<stdin>" if name == "-" else name
+    batch: dict[str, Record] = {}
+    first_line: dict[str, int] = {}  # id -> the line it first appeared on in this file
+    try:
+        stream = open_source(name)
+        with stream if name != "-" else nullcontext(stream):
+            for item in read_records(label, stream, fmt):
+                if isinstance(item, BadLine):
+                    report.rejected.append(
+                        Problem(label, item.line, f"{item.field}: {item.reason}")
+                    )
+                    continue
+                record = _normalise(label, item, tz, report)
+                if record is None:
+                    continue
+                seen = first_line.setdefault(record.id, item.line)
+                if seen != item.line:
+                    report.warnings.append(
+                        Problem(
+                            label,
+                            item.line,
+                            f"id: {record.id!r} appeared already on line "
+                            f"{seen}; this later record replaces it",
+                        )
+                    )
+                batch[record.id] = record
+                if len(batch) >= BATCH:
+                    _flush(store, batch, label, now, report, commit=commit)
+                    if progress:
+                        progress(BATCH)
+    except InputError as e:
+        report.rejected.append(Problem(label, e.line, e.reason))
+    finally:
+        count = len(batch)
+        _flush(store, batch, label, now, report, commit=commit)
+        if progress and count:
+            progress(count)
+
+
+def _normalise(label: str, item: RawRecord, tz: tzinfo, report: ImportReport) -> Record | None:
+    try:
+        record, warnings = normalize(item.data, tz)
+    except RecordError as e:
+        report.rejected.append(Problem(label, item.line, str(e)))
+        return None
+    report.warnings.extend(Problem(label, item.line, w) for w in warnings)
+    return record
+
+
+def _flush(
+    store: Store,
+    batch: dict[str, Record],
+    source: str,
+    now: datetime,
+    report: ImportReport,
+    *,
+    commit: bool,
+) -> None:
+    if not batch:
+        return
+    records = list(batch.values())
+    batch.clear()
+    with store.transaction() if commit else nullcontext():
+        report.count(store.upsert_records(records, source=source, now=now))

@@ -1,0 +1,1 @@
+"""Where records come from: HTTP, WordPress, feeds, and the configured sources."""

@@ -1,0 +1,1 @@
+"""Subscribers: who gets the digest, with which categories, in which state."""

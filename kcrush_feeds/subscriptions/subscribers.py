@@ -1,0 +1,550 @@
+"""Subscribers: who gets the digest, with which categories, in which state.
+
+Addresses are validated and normalised with email-validator (syntax only, no DNS: a
+newsletter tool must work offline and must not leak who subscribes to a resolver).
+``email_key`` (the lower-cased normalised address) is what makes two spellings of one
+address the same subscriber. Status: ``pending`` (waits for confirmation), ``active``,
+``paused``, ``unsubscribed``, ``bounced``. An import never brings an ``unsubscribed`` or
+``bounced`` address back: it is reported instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TextIO, get_args
+
+from email_validator import EmailNotValidError, validate_email
+
+from kcrush_feeds.digest.sections import Catalogue
+from kcrush_feeds.errors import InputError, UsageError
+from kcrush_feeds.records.importer import Problem
+from kcrush_feeds.store.db import Store, to_timestamp
+from kcrush_feeds.text import strip_controls
+
+Status = Literal["pending", "active", "paused", "unsubscribed", "bounced"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+# An address in one of these states asked (or the mail system told us) to stop: only the
+# subscriber themselves, through a confirmed link, can undo that, never an import.
+STOPPED: frozenset[str] = frozenset({"unsubscribed", "bounced"})
+CSV_COLUMNS = ("email", "name", "categories", "status")
+MAX_NAME = 200
+_COLUMNS = "id, email, name, status, categories"
+
+
+class SubscriberError(UsageError):
+    """An address, name, category or status given for a subscriber is not acceptable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscriber:
+    id: int
+    email: str
+    name: str
+    status: str  # pending|active|paused|unsubscribed|bounced
+    categories: tuple[str, ...] | None  # digest categories (feed slugs); None = all of them
+
+    @property
+    def key(self) -> str:
+        return email_key(self.email)
+
+
+# --- values ------------------------------------------------------------------------------
+
+
+def normalize_email(value: str) -> str:
+    """The normalised address, or ``SubscriberError`` saying what is wrong with it."""
+    text = value.strip()
+    if not text:
+        raise SubscriberError("the address is empty")
+    try:
+        # No SMTPUTF8: the digest's headers are 7-bit, so the local part must be ASCII
+        # (an internationalised domain is kept, in its ASCII form).
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as e:
+        raise SubscriberError(str(e)) from e
+    return str(result.ascii_email or result.normalized)
+
+
+def email_key(email: str) -> str:
+    """The address compared case-insensitively: two spellings, one subscriber."""
+    return email.strip().lower()
+
+
+def clean_name(value: str | None) -> str:
+    """A display name safe for a ``To:`` header: no line breaks or control characters."""
+    if not value:
+        return ""
+    text, _ = strip_controls(value)
+    if "\n" in text or "\r" in text:
+        raise SubscriberError("the name contains a line break")
+    text = " ".join(text.split())
+    if len(text) > MAX_NAME:
+        raise SubscriberError(f"the name is {len(text)} characters; the limit is {MAX_NAME}")
+    return text
+
+
+def check_status(value: str) -> Status:
+    if value not in STATUSES:  # narrowing: a Status from here on
+        raise SubscriberError(f"{value!r} is not a status (one of {', '.join(STATUSES)})")
+    return value
+
+
+def check_categories(catalogue: Catalogue, values: Iterable[str] | None) -> tuple[str, ...] | None:
+    """Validated digest categories, de-duplicated in order; None or empty means all."""
+    if values is None:
+        return None
+    out: list[str] = []
+    for value in values:
+        value = value.strip()
+        if not value:
+            continue
+        try:
+            slug = catalogue.check(value)
+        except ValueError as e:
+            raise SubscriberError(str(e)) from e
+        if slug not in out:
+            out.append(slug)
+    return tuple(out) or None
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+def _from_row(row: tuple[Any, ...]) -> Subscriber:
+    categories = None if row[4] is None else tuple(json.loads(row[4]))
+    return Subscriber(id=row[0], email=row[1], name=row[2], status=row[3], categories=categories)
+
+
+def get_subscriber(store: Store, email: str) -> Subscriber | None:
+    """The subscriber with this address (any case), or None."""
+    row = store.conn.execute(
+        f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?", (email_key(email),)
+    ).fetchone()
+    return None if row is None else _from_row(row)
+
+
+def get_subscriber_by_id(store: Store, subscriber_id: int) -> Subscriber | None:
+    row = store.conn.execute(
+        f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?", (subscriber_id,)
+    ).fetchone()
+    return None if row is None else _from_row(row)
+
+
+def iter_subscribers(store: Store, *, status: str | None = None) -> Iterator[Subscriber]:
+    """Subscribers in id order (optionally only one status), streamed from the store."""
+    if status is not None:
+        check_status(status)
+        cursor = store.conn.execute(
+            f"SELECT {_COLUMNS} FROM subscribers WHERE status = ? ORDER BY id", (status,)
+        )
+    else:
+        cursor = store.conn.execute(f"SELECT {_COLUMNS} FROM subscribers ORDER BY id")
+    for row in cursor:
+        yield _from_row(row)
+
+
+def count_by_status(store: Store) -> dict[str, int]:
+    """How many subscribers are in each status (every status listed, zero included)."""
+    counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+    for status, count in store.conn.execute(
+        "SELECT status, count(*) FROM subscribers GROUP BY status"
+    ):
+        counts[status] = count
+    return counts
+
+
+# --- writing -----------------------------------------------------------------------------
+
+
+def _categories_json(categories: tuple[str, ...] | None) -> str | None:
+    return None if categories is None else json.dumps(list(categories), ensure_ascii=False)
+
+
+def _insert(
+    conn: sqlite3.Connection,
+    email: str,
+    name: str,
+    status: Status,
+    categories: tuple[str, ...] | None,
+    now: datetime,
+    origin: str,
+) -> int:
+    stamp = to_timestamp(now)
+    cursor = conn.execute(
+        "INSERT INTO subscribers (email, email_key, name, status, categories, created_at, "
+        "updated_at, confirmed_at, unsubscribed_at, origin) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (
+            email,
+            email_key(email),
+            name,
+            status,
+            _categories_json(categories),
+            stamp,
+            stamp,
+            stamp if status == "active" else None,
+            stamp if status == "unsubscribed" else None,
+            origin,
+        ),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def add_subscriber(
+    store: Store,
+    email: str,
+    *,
+    name: str = "",
+    categories: tuple[str, ...] | None = None,
+    status: Status = "active",
+    now: datetime,
+    origin: str = "cli",
+) -> Subscriber:
+    """Add a new subscriber; ``SubscriberError`` if the address is invalid or already known.
+
+    ``categories`` must already be validated (``check_categories``).
+    """
+    try:
+        address = normalize_email(email)
+        name = clean_name(name)
+    except SubscriberError as e:
+        raise SubscriberError(f"{email.strip()!r}: {e.message}") from e
+    check_status(status)
+    with store.transaction() as conn:
+        existing = get_subscriber(store, address)
+        if existing is not None:
+            raise SubscriberError(
+                f"{existing.email} is already a subscriber ({existing.status})",
+                hint="change it with 'kcrush-feeds subscribers update'",
+            )
+        new_id = _insert(conn, address, name, status, categories, now, origin)
+    return Subscriber(new_id, address, name, status, categories)
+
+
+_UNSET: Any = object()
+
+
+def update_subscriber(
+    store: Store,
+    email: str,
+    *,
+    now: datetime,
+    name: str | None = None,
+    categories: tuple[str, ...] | None = _UNSET,
+    status: Status | None = None,
+    only_from: Iterable[str] | None = None,
+) -> Subscriber:
+    """Change what is given (``categories=None`` means all categories); the new subscriber.
+
+    This is the explicit path (the CLI, or ``serve`` after a signed link): unlike an import
+    it may re-activate an address that unsubscribed. With ``only_from``, nothing changes
+    unless the current status is one of those, and the subscriber comes back as it is.
+    """
+    with store.transaction() as conn:
+        current = get_subscriber(store, email)
+        if current is None:
+            raise SubscriberError(f"{email}: no such subscriber")
+        if only_from is not None and current.status not in set(only_from):
+            return current  # checked inside the transaction: no race with another change
+        sets: list[str] = ["updated_at = ?"]
+        params: list[Any] = [to_timestamp(now)]
+        if name is not None:
+            sets.append("name = ?")
+            params.append(clean_name(name))
+        if categories is not _UNSET:
+            sets.append("categories = ?")
+            params.append(_categories_json(categories))
+        if status is not None and status != current.status:
+            check_status(status)
+            sets.append("status = ?")
+            params.append(status)
+            if status == "active":
+                sets.append("confirmed_at = coalesce(confirmed_at, ?), hard_bounces = 0")
+                params.append(to_timestamp(now))
+            elif status == "unsubscribed":
+                sets.append("unsubscribed_at = ?")
+                params.append(to_timestamp(now))
+        conn.execute(
+            f"UPDATE subscribers SET {', '.join(sets)} WHERE id = ?", (*params, current.id)
+        )
+    updated = get_subscriber_by_id(store, current.id)
+    assert updated is not None
+    return updated
+
+
+def subscribe_pending(
+    store: Store,
+    email: str,
+    *,
+    name: str = "",
+    categories: tuple[str, ...] | None = None,
+    now: datetime,
+    origin: str = "web",
+) -> tuple[Subscriber, str | None]:
+    """The subscribe form, in one transaction: (the subscriber, the status it had before).
+
+    A new address, or one that unsubscribed or bounced, becomes ``pending`` (it must
+    confirm again); a pending one takes the new name and categories. An ``active`` or
+    ``paused`` one is left exactly as it is: a form proves nothing about who sent it.
+    """
+    address = normalize_email(email)
+    name = clean_name(name)
+    with store.transaction() as conn:
+        current = get_subscriber(store, address)
+        if current is None:
+            new_id = _insert(conn, address, name, "pending", categories, now, origin)
+            return Subscriber(new_id, address, name, "pending", categories), None
+        if current.status in ("active", "paused"):
+            return current, current.status
+        conn.execute(
+            "UPDATE subscribers SET name = ?, categories = ?, status = 'pending', "
+            "updated_at = ? WHERE id = ?",
+            (name or current.name, _categories_json(categories), to_timestamp(now), current.id),
+        )
+    kept_name = name or current.name
+    return Subscriber(current.id, current.email, kept_name, "pending", categories), current.status
+
+
+def remove_subscriber(
+    store: Store, email: str, *, now: datetime, forget: bool = False
+) -> Subscriber:
+    """Stop mail to ``email`` (status ``unsubscribed``, remembered so no import brings it
+    back); with ``forget``, delete the subscriber and their delivery history instead."""
+    current = get_subscriber(store, email)
+    if current is None:
+        raise SubscriberError(f"{email}: no such subscriber")
+    if not forget:
+        return update_subscriber(store, email, now=now, status="unsubscribed")
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM deliveries WHERE subscriber_id = ?", (current.id,))
+        conn.execute("DELETE FROM subscribers WHERE id = ?", (current.id,))
+    return current
+
+
+# --- CSV import and export ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class SubscriberImportReport:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    kept_stopped: list[Problem] = field(default_factory=list)  # not re-activated
+    rejected: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def summary(self) -> str:
+        return (
+            f"{self.added} added, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{len(self.kept_stopped)} kept unsubscribed/bounced, "
+            f"{len(self.rejected)} rejected"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    line: int
+    email: str
+    name: str | None  # None: the column is absent, keep what is stored
+    categories: tuple[str, ...] | None
+    has_categories: bool
+    status: Status | None
+
+
+def import_subscribers(
+    store: Store,
+    source: Path | str,
+    catalogue: Catalogue,
+    *,
+    now: datetime,
+    text: TextIO | None = None,
+    default_status: Status = "active",
+) -> SubscriberImportReport:
+    """Merge a CSV file (email, name, categories, status) into the subscribers.
+
+    Rows are checked one by one; a bad row is reported as ``FILE:LINE: column: reason`` and
+    the good rows are still imported, in one transaction. Duplicates in the file are merged
+    case-insensitively (the last row wins). An address stored as unsubscribed or bounced is
+    never re-activated by an import: it is reported in ``kept_stopped``.
+    """
+    label = str(source)
+    report = SubscriberImportReport()
+    if text is not None:
+        rows = _read_rows(text, label, catalogue, report)
+    else:
+        try:
+            with Path(source).open(encoding="utf-8-sig", newline="") as handle:
+                rows = _read_rows(handle, label, catalogue, report)
+        except OSError as e:
+            raise InputError(label, f"cannot read: {e.strerror}") from e
+    with store.transaction() as conn:
+        for key, row in rows.items():
+            _merge(conn, key, row, label, report, now, default_status)
+    return report
+
+
+def _read_rows(
+    handle: TextIO, label: str, catalogue: Catalogue, report: SubscriberImportReport
+) -> dict[str, _Row]:
+    rows: dict[str, _Row] = {}
+    reader = csv.DictReader(handle)
+    try:
+        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
+        if "email" not in columns:
+            raise InputError(
+                label,
+                "the header row has no 'email' column",
+                line=1,
+                hint="columns: " + ",".join(CSV_COLUMNS),
+            )
+        reader.fieldnames = columns
+        for record in reader:
+            line = reader.line_num
+            try:
+                row = _parse_row(record, line, catalogue)
+            except _RowError as e:
+                report.rejected.append(Problem(label, line, f"{e.column}: {e.reason}"))
+                continue
+            key = email_key(row.email)
+            if key in rows:
+                report.warnings.append(
+                    Problem(
+                        label,
+                        line,
+                        f"email: {row.email} repeats line {rows[key].line}; the later row wins",
+                    )
+                )
+            rows[key] = row
+    except csv.Error as e:
+        raise InputError(label, f"not valid CSV: {e}", line=reader.line_num) from e
+    except UnicodeDecodeError as e:
+        raise InputError(label, "not UTF-8 text") from e
+    return rows
+
+
+class _RowError(Exception):
+    def __init__(self, column: str, reason: str) -> None:
+        super().__init__(f"{column}: {reason}")
+        self.column = column
+        self.reason = reason
+
+
+def _parse_row(record: dict[str | Any, Any], line: int, catalogue: Catalogue) -> _Row:
+    def cell(name: str) -> str | None:
+        value = record.get(name)
+        return None if value is None else str(value)
+
+    raw_email = cell("email") or ""
+    try:
+        email = normalize_email(raw_email)
+    except SubscriberError as e:
+        raise _RowError(
+            "email", f"{raw_email.strip()!r}: {e.message}" if raw_email.strip() else e.message
+        ) from e
+    try:
+        name = None if cell("name") is None else clean_name(cell("name"))
+    except SubscriberError as e:
+        raise _RowError("name", e.message) from e
+    raw_categories = cell("categories")
+    try:
+        categories = (
+            None
+            if raw_categories is None
+            else check_categories(catalogue, raw_categories.split("|"))
+        )
+    except SubscriberError as e:
+        raise _RowError("categories", e.message) from e
+    raw_status = (cell("status") or "").strip().lower()
+    try:
+        status = check_status(raw_status) if raw_status else None
+    except SubscriberError as e:
+        raise _RowError("status", e.message) from e
+    return _Row(line, email, name, categories, raw_categories is not None, status)
+
+
+def _merge(
+    conn: sqlite3.Connection,
+    key: str,
+    row: _Row,
+    label: str,
+    report: SubscriberImportReport,
+    now: datetime,
+    default_status: Status,
+) -> None:
+    current = conn.execute(
+        f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?", (key,)
+    ).fetchone()
+    if current is None:
+        _insert(
+            conn,
+            row.email,
+            row.name or "",
+            row.status or default_status,
+            row.categories,
+            now,
+            "import",
+        )
+        report.added += 1
+        return
+    existing = _from_row(current)
+    if existing.status in STOPPED:
+        wanted = row.status or default_status
+        if wanted not in STOPPED:
+            report.kept_stopped.append(
+                Problem(
+                    label,
+                    row.line,
+                    f"email: {existing.email} is {existing.status}; "
+                    "an import does not subscribe it again",
+                )
+            )
+        else:
+            report.unchanged += 1
+        return
+    name = existing.name if row.name is None else row.name
+    categories = existing.categories if not row.has_categories else row.categories
+    status = row.status or existing.status
+    if (name, categories, status) == (existing.name, existing.categories, existing.status):
+        report.unchanged += 1
+        return
+    stamp = to_timestamp(now)
+    conn.execute(
+        "UPDATE subscribers SET name = ?, categories = ?, status = ?, updated_at = ?, "
+        "confirmed_at = CASE WHEN ? = 'active' THEN coalesce(confirmed_at, ?) "
+        "ELSE confirmed_at END, "
+        "unsubscribed_at = CASE WHEN ? = 'unsubscribed' THEN ? ELSE unsubscribed_at END "
+        "WHERE id = ?",
+        (
+            name,
+            _categories_json(categories),
+            status,
+            stamp,
+            status,
+            stamp,
+            status,
+            stamp,
+            existing.id,
+        ),
+    )
+    report.updated += 1
+
+
+def export_subscribers(store: Store, out: TextIO, *, status: str | None = None) -> int:
+    """Write subscribers as CSV (the import format) to ``out``; how many were written."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for s in iter_subscribers(store, status=status):
+        writer.writerow([s.email, s.name, "|".join(s.categories or ()), s.status])
+        count += 1
+    return count

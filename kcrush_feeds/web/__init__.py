@@ -1,0 +1,1 @@
+"""The HTTP endpoints of ``serve``: subscribe, confirm, unsubscribe, preferences."""
