@@ -1,7 +1,7 @@
 """The ``kcrush-feeds`` command line: a thin layer over the library.
 
 It finds and loads the config, opens the store, calls the library and turns
-``KcrushError`` into a one-line message and the exit status PRODUCT.md promises.
+``KcrushError`` into a one-line message and the exit status the README documents.
 A traceback is shown only under ``-v``.
 """
 
