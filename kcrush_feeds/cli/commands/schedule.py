@@ -12,7 +12,7 @@ from types import FrameType
 import click
 
 from kcrush_feeds import clock
-from kcrush_feeds.cli.main import App, pass_app
+from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.config import Config
 from kcrush_feeds.errors import EXIT_OK, EXIT_TEMPFAIL
 from kcrush_feeds.schedule.service import (

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from kcrush_feeds.cli.main import App, pass_app
+from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.errors import UsageError
 
 log = logging.getLogger("kcrush_feeds.serve")

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from kcrush_feeds.cli.main import App, pass_app
+from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.delivery.lock import holder
 from kcrush_feeds.digest.select import last_digests
 from kcrush_feeds.sources.configured import list_states
