@@ -258,7 +258,7 @@ def test_quoted_printable_slots_decode_exactly() -> None:
         pieces.append(tail)
         expected.append(tail)
         body = _Body.encode("".join(pieces))
-        from kcrush_feeds.digest.compose import _qp
+        from kcrush_feeds.digest.mime import qp as _qp
 
         data = body.fill({k: _qp(v) for k, v in values.items()})
         assert all(len(line) <= 76 for line in data.split(b"\r\n"))
