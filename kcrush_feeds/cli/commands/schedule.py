@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 from datetime import UTC, datetime
-from types import FrameType
 
 import click
 
@@ -25,6 +23,7 @@ from kcrush_feeds.schedule.service import (
     describe,
     digest_state,
 )
+from kcrush_feeds.signals import stop_on_signals
 from kcrush_feeds.sources.configured import import_sources
 from kcrush_feeds.store.db import Store
 
@@ -135,7 +134,7 @@ def schedule(app: App, print_only: bool, count: int) -> None:
         timer=lambda: datetime.now(UTC),
         ledger=ledger(config),
     )
-    _stop_on_signals(service.stop)
+    stop_on_signals(service.stop, first=_announce, again=_stop_at_once)
     service.start()
     try:
         # A timeout keeps the main thread responsive to signals on every platform.
@@ -145,21 +144,16 @@ def schedule(app: App, print_only: bool, count: int) -> None:
         service.shutdown()
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if stop.is_set():
-            log.warning("schedule: %s again: stopping at once", name)
-            sys.exit(1)
-        log.info(
-            "schedule: %s received: stopping after the work in flight "
-            "(send it again to stop at once)",
-            name,
-        )
-        stop.set()
+def _announce(name: str) -> None:
+    log.info(
+        "schedule: %s received: stopping after the work in flight (send it again to stop at once)",
+        name,
+    )
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+
+def _stop_at_once(name: str) -> None:
+    log.warning("schedule: %s again: stopping at once", name)
+    sys.exit(1)
 
 
 def _route_apscheduler_logs() -> None:
