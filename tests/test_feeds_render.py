@@ -25,7 +25,7 @@ from kcrush_feeds.feeds.writers import (
     render_rss,
     rfc822,
 )
-from kcrush_feeds.records.normalize import Image, Record
+from kcrush_feeds.model import Image, Record
 from kcrush_feeds.text import strip_controls
 from tests.feedcheck import SITE, check_atom_xml, check_feed, expected_terms
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from kcrush_feeds.delivery import ledger as deliveries
-from kcrush_feeds.digest.select import load_digest
 from kcrush_feeds.store.db import Store
+from kcrush_feeds.store.digests import load_digest
 from tests.conftest import EXAMPLES, Project
 from tests.smtp_server import Behaviour, SmtpServer, smtp_server
 

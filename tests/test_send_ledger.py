@@ -13,8 +13,8 @@ import pytest
 from kcrush_feeds.delivery import ledger as deliveries
 from kcrush_feeds.delivery.ledger import Delivery, Ledger
 from kcrush_feeds.delivery.lock import lock_path, run_lock
-from kcrush_feeds.delivery.smtp import Outcome, SendResult
 from kcrush_feeds.errors import BusyError
+from kcrush_feeds.model import Outcome, SendResult
 from kcrush_feeds.store.db import Store, to_timestamp
 
 NOW = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)
@@ -161,14 +161,14 @@ def test_ledger_group_commit_from_a_thread(store: Store) -> None:
 
 
 def test_digest_state(store: Store) -> None:
-    from kcrush_feeds.digest.select import load_digest, mark_done
+    from kcrush_feeds.store.digests import completion, load_digest, mark_done
 
     digest = add_digest(store)
-    assert deliveries.digest_state(store, digest) == ("sending", None)
+    assert completion(store, digest) == ("sending", None)
     found = load_digest(store, "2026-W48")
     assert found is not None
     mark_done(store, found, NOW)
-    assert deliveries.digest_state(store, digest) == ("done", NOW)
+    assert completion(store, digest) == ("done", NOW)
 
 
 def _hold_lock(database: str, seconds: float, ready: multiprocessing.synchronize.Event) -> None:

@@ -21,46 +21,13 @@ import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from kcrush_feeds.delivery.smtp import Outcome, SendResult
+from kcrush_feeds.model import Delivery, DeliveryCounts, Outcome, PendingSubscriber
 from kcrush_feeds.store.db import Store, from_timestamp, to_timestamp
 
 PAGE = 500  # subscribers fetched per query: memory stays flat whatever the list size
-
-
-@dataclass(frozen=True, slots=True)
-class PendingSubscriber:
-    """An active subscriber who has not yet been served this digest."""
-
-    id: int
-    email: str
-    name: str
-    status: str
-    categories: tuple[str, ...] | None
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One result to write: which digest, which subscriber, with which Message-ID."""
-
-    digest_id: int
-    subscriber_id: int
-    message_id: str
-    result: SendResult
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryCounts:
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.sent + self.deferred + self.failed
 
 
 _PENDING_WHERE = (

@@ -35,14 +35,23 @@ from typing import Protocol
 
 from kcrush_feeds.config import Config, check_email
 from kcrush_feeds.delivery import ledger as deliveries
-from kcrush_feeds.delivery.ledger import Delivery, Ledger
+from kcrush_feeds.delivery.ledger import Ledger
 from kcrush_feeds.delivery.lock import run_lock
-from kcrush_feeds.delivery.smtp import Outcome, SendResult, SmtpPool, SmtpSettings, SmtpUnavailable
+from kcrush_feeds.delivery.smtp import SmtpPool, SmtpSettings, SmtpUnavailable
 from kcrush_feeds.digest.compose import DigestComposer, preview_subscriber
-from kcrush_feeds.digest.select import Digest, compute_digest, load_digest, mark_done, open_digest
+from kcrush_feeds.digest.select import compute_digest, open_digest
 from kcrush_feeds.errors import EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, DeliveryError, UsageError
+from kcrush_feeds.model import (
+    Delivery,
+    Digest,
+    Outcome,
+    PendingSubscriber,
+    SendResult,
+    Subscriber,
+)
 from kcrush_feeds.store.db import Store
-from kcrush_feeds.subscriptions.subscribers import Subscriber, iter_subscribers
+from kcrush_feeds.store.digests import completion, load_digest, mark_done
+from kcrush_feeds.subscriptions.subscribers import iter_subscribers
 from kcrush_feeds.weeks import period_of
 
 log = logging.getLogger("kcrush_feeds.delivery.send")
@@ -350,7 +359,7 @@ def _send(
         return SendReport(period, note="nothing new since the last digest: none this week")
     if digest.status == "done":
         done = deliveries.counts(store, digest.id)
-        _, finished = deliveries.digest_state(store, digest.id)
+        _, finished = completion(store, digest.id)
         when = f" on {finished.astimezone(config.site.tz):%Y-%m-%d %H:%M}" if finished else ""
         return SendReport(
             period,
@@ -435,7 +444,7 @@ async def _watch(halt: threading.Event, stop: asyncio.Event) -> None:
     stop.set()
 
 
-def _as_subscriber(pending: deliveries.PendingSubscriber) -> Subscriber:
+def _as_subscriber(pending: PendingSubscriber) -> Subscriber:
     return Subscriber(
         id=pending.id,
         email=pending.email,

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-from kcrush_feeds.records.normalize import Image, Record
+from kcrush_feeds.model import Image, Record
 from kcrush_feeds.sanitize import sanitize_html
 from kcrush_feeds.text import plain_text, strip_controls, truncate
 

@@ -42,9 +42,9 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from kcrush_feeds.config import Config
-from kcrush_feeds.digest.select import last_digests, load_digest
 from kcrush_feeds.errors import BusyError, KcrushError
 from kcrush_feeds.store.db import Store
+from kcrush_feeds.store.digests import last_digests, load_digest
 from kcrush_feeds.weeks import parse_schedule, period_of
 
 log = logging.getLogger("kcrush_feeds.schedule")

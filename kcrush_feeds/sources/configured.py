@@ -20,77 +20,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from kcrush_feeds.config import Config, SourceConfig, secret_from_env
 from kcrush_feeds.errors import InputError, KcrushError, RecordError
+from kcrush_feeds.model import Record, Source, SourceState
 from kcrush_feeds.records.importer import ImportReport, Problem, import_files, import_records
-from kcrush_feeds.records.normalize import Record, normalize
+from kcrush_feeds.records.normalize import normalize
 from kcrush_feeds.sources.feed import parse_feed
 from kcrush_feeds.sources.http import MB, HttpClient, HttpSettings
 from kcrush_feeds.sources.wordpress import CURSOR_OVERLAP, WordPressSite, format_utc, parse_gmt
 from kcrush_feeds.store.db import Store, from_timestamp, to_timestamp
 
 log = logging.getLogger("kcrush_feeds.sources.configured")
-
-Kind = Literal["wordpress", "feed", "file"]
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """One place to import from. ``key`` identifies it in the store."""
-
-    kind: Kind
-    location: str  # a URL, or a file path
-    name: str = ""
-    categories: tuple[str, ...] = ()  # feed entries without a category get these
-    username: str | None = None  # WordPress: with password_env, every post status is read
-    password_env: str | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind} {self.location}"
-
-    @property
-    def label(self) -> str:
-        return self.name or self.location
-
-    @property
-    def is_url(self) -> bool:
-        return self.location.startswith(("http://", "https://"))
-
-    @classmethod
-    def from_config(cls, config: Config, entry: SourceConfig) -> Source:
-        if entry.url is not None:
-            location = entry.url.rstrip("/") if entry.type == "wordpress" else entry.url
-        else:
-            assert entry.path is not None
-            location = str(config.resolve(entry.path))
-        return cls(
-            entry.type,
-            location,
-            entry.name or "",
-            tuple(entry.categories),
-            entry.username,
-            entry.password_env,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class SourceState:
-    """What the store remembers about a source."""
-
-    key: str
-    name: str
-    kind: str
-    url: str
-    cursor: str | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-    last_attempt: datetime | None = None
-    last_success: datetime | None = None
-    last_error: str | None = None
-    last_summary: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +73,23 @@ class SourceReport:
         if self.restored:
             text += f", {self.restored} restored"
         return text
+
+
+def source_from_config(config: Config, entry: SourceConfig) -> Source:
+    """The ``Source`` a ``[[sources]]`` entry of ``config`` names (paths resolved)."""
+    if entry.url is not None:
+        location = entry.url.rstrip("/") if entry.type == "wordpress" else entry.url
+    else:
+        assert entry.path is not None
+        location = str(config.resolve(entry.path))
+    return Source(
+        entry.type,
+        location,
+        entry.name or "",
+        tuple(entry.categories),
+        entry.username,
+        entry.password_env,
+    )
 
 
 # --- state ------------------------------------------------------------------------------
@@ -199,7 +157,7 @@ def _save(store: Store, source: Source, now: datetime, **values: object) -> None
 
 
 def config_sources(config: Config) -> list[Source]:
-    return [Source.from_config(config, entry) for entry in config.sources]
+    return [source_from_config(config, entry) for entry in config.sources]
 
 
 def import_sources(

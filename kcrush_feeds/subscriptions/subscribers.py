@@ -23,6 +23,8 @@ from email_validator import EmailNotValidError, validate_email
 
 from kcrush_feeds.digest.sections import Catalogue
 from kcrush_feeds.errors import InputError, UsageError
+from kcrush_feeds.model import Subscriber as Subscriber
+from kcrush_feeds.model import email_key as email_key
 from kcrush_feeds.records.importer import Problem
 from kcrush_feeds.store.db import Store, to_timestamp
 from kcrush_feeds.text import strip_controls
@@ -41,19 +43,6 @@ class SubscriberError(UsageError):
     """An address, name, category or status given for a subscriber is not acceptable."""
 
 
-@dataclass(frozen=True, slots=True)
-class Subscriber:
-    id: int
-    email: str
-    name: str
-    status: str  # pending|active|paused|unsubscribed|bounced
-    categories: tuple[str, ...] | None  # digest categories (feed slugs); None = all of them
-
-    @property
-    def key(self) -> str:
-        return email_key(self.email)
-
-
 # --- values ------------------------------------------------------------------------------
 
 
@@ -69,11 +58,6 @@ def normalize_email(value: str) -> str:
     except EmailNotValidError as e:
         raise SubscriberError(str(e)) from e
     return str(result.ascii_email or result.normalized)
-
-
-def email_key(email: str) -> str:
-    """The address compared case-insensitively: two spellings, one subscriber."""
-    return email.strip().lower()
 
 
 def clean_name(value: str | None) -> str:
