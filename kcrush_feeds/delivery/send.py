@@ -1,4 +1,4 @@
-"""Delivering a digest: composer -> bounded queue -> SMTP pool -> ledger, exactly once.
+"""Delivering a digest: composer -> bounded queue -> SMTP pool -> result writer, exactly once.
 
 The flow for one run::
 
@@ -6,7 +6,7 @@ The flow for one run::
       -> compose (one message at a time, in the producer)
       -> bounded queue (a few messages per connection: memory stays flat)
       -> senders (2 x smtp.concurrency tasks sharing smtp.concurrency connections)
-      -> the server answers -> the ledger commits the result -> the sender takes the next
+      -> the server answers -> the result writer commits it -> the sender takes the next
 
 Exactly once: a subscriber is pending until a ``sent`` (or ``failed``) row exists; that
 row is committed right after the server's 250, before the sender that got the 250 does
@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Protocol
 
 from kcrush_feeds.config import Config, check_email
-from kcrush_feeds.delivery import ledger as deliveries
-from kcrush_feeds.delivery.ledger import Ledger
 from kcrush_feeds.delivery.lock import run_lock
+from kcrush_feeds.delivery.results import ResultWriter
 from kcrush_feeds.delivery.smtp import SmtpPool, SmtpSettings, SmtpUnavailable
 from kcrush_feeds.digest.compose import DigestComposer, preview_subscriber
 from kcrush_feeds.digest.select import compute_digest, open_digest
@@ -49,6 +48,7 @@ from kcrush_feeds.model import (
     SendResult,
     Subscriber,
 )
+from kcrush_feeds.store import deliveries
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.store.digests import completion, load_digest, mark_done
 from kcrush_feeds.subscriptions.subscribers import iter_subscribers
@@ -125,7 +125,7 @@ async def deliver(
     *,
     settings: SmtpSettings,
     sender: str,
-    ledger: Ledger,
+    writer: ResultWriter,
     digest_id: int,
     now: datetime,
     stop: asyncio.Event | None = None,
@@ -149,7 +149,7 @@ async def deliver(
     started = time.monotonic()
 
     def moment() -> datetime:
-        # ``now`` is pinned by the caller; the ledger's times advance with the run.
+        # ``now`` is pinned by the caller; the results' times advance with the run.
         return now + timedelta(seconds=time.monotonic() - started)
 
     async def produce() -> None:
@@ -202,7 +202,7 @@ async def deliver(
                 if crash:
                     crash.check(accepted, committed=False)
             number = accepted  # which 250 this was, for the crash hook after the commit
-            await ledger.record(
+            await writer.record(
                 Delivery(digest_id, message.subscriber_id, message.message_id, result), moment()
             )
             if result.sent and crash:
@@ -390,17 +390,17 @@ def _send(
         # main thread sets ``halt`` instead, watched here.
         watcher = asyncio.create_task(_watch(halt, stop)) if halt is not None else None
         try:
-            async with Ledger(
+            async with ResultWriter(
                 store.path,
                 max_hard_bounces=smtp.max_hard_bounces,
                 batch=settings.concurrency,
                 linger=LEDGER_LINGER,
-            ) as ledger:
+            ) as writer:
                 return await deliver(
                     messages,
                     settings=settings,
                     sender=sender,
-                    ledger=ledger,
+                    writer=writer,
                     digest_id=digest.id,
                     now=now,
                     stop=stop,
