@@ -59,7 +59,7 @@ log = logging.getLogger("kcrush_feeds.delivery.send")
 ENV_CRASH = "KCRUSH_FEEDS_TEST_CRASH_AFTER"
 SENDERS_PER_CONNECTION = 4  # a connection is busy while another sender waits for its commit
 QUEUE_PER_SENDER = 2  # composed messages waiting per sender
-LEDGER_LINGER = 0.002  # seconds a commit may wait for more results to share it
+RESULTS_LINGER = 0.002  # seconds a commit may wait for more results to share it
 
 
 class Outgoing(Protocol):
@@ -394,7 +394,7 @@ def _send(
                 store.path,
                 max_hard_bounces=smtp.max_hard_bounces,
                 batch=settings.concurrency,
-                linger=LEDGER_LINGER,
+                linger=RESULTS_LINGER,
             ) as writer:
                 return await deliver(
                     messages,

@@ -1,12 +1,12 @@
-"""What is new: the weekly digest, decided by the ledger of what earlier digests included.
+"""What is new: the weekly digest, decided by the inclusion record of earlier digests.
 
 A record goes into a digest when no earlier digest included it (``digest_items`` is the
-ledger, so a record edited or re-dated later is never sent twice), it is not withdrawn, its
-``published`` time has passed (future-dated records wait), it belongs to a section, and it
-is new since the previous digest: published after the previous digest's ``until``, or
-first seen by this store after it while dated no earlier than the previous digest's window
-start (an article published late but back-dated to last week is not lost; an old archive
-imported today does not flood the digest). The very first digest looks back only
+inclusion record, so a record edited or re-dated later is never sent twice), it is not
+withdrawn, its ``published`` time has passed (future-dated records wait), it belongs to a
+section, and it is new since the previous digest: published after the previous digest's
+``until``, or first seen by this store after it while dated no earlier than the previous
+digest's window start (an article published late but back-dated to last week is not lost;
+an old archive imported today does not flood the digest). The very first digest looks back only
 ``digest.first_window``.
 
 ``open_digest`` creates the digest of the current period once and freezes it (its items and
@@ -85,7 +85,7 @@ def _select(
         since = previous_until
         late_after, late_since = previous_until, previous_since
     rows = store_records.digest_candidates(
-        store.conn,
+        store,
         until=until,
         since=since,
         late_after=late_after,

@@ -156,7 +156,7 @@ class Store:
 
         In WAL mode NORMAL still survives a crash of the process; only a power cut can
         roll back the last few commits, and an import is idempotent (re-run it). The
-        delivery ledger, which must survive a power cut, always runs with FULL.
+        deliveries table, which must survive a power cut, is always written with FULL.
         """
         self.conn.execute("PRAGMA synchronous = NORMAL")
         try:

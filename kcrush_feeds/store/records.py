@@ -8,7 +8,6 @@ digest selects what is new; the configured sources withdraw and restore records.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -257,7 +256,7 @@ CANDIDATE_COLUMNS = (
 
 
 def digest_candidates(
-    conn: sqlite3.Connection,
+    store: Store,
     *,
     until: int,
     since: int,
@@ -272,7 +271,7 @@ def digest_candidates(
     earlier period's digest included (``digest_items`` is the inclusion record). Boundaries
     are inclusive on purpose: the inclusion record, not the clock, prevents repeats.
     """
-    return conn.execute(
+    return store.conn.execute(
         f"SELECT {CANDIDATE_COLUMNS} FROM records r "
         "WHERE withdrawn = 0 AND published <= :until "
         "AND (published >= :since OR (first_seen >= :late_after AND published >= :late_since)) "
