@@ -134,7 +134,9 @@ def plan_feeds(config: Config, store: Store) -> list[FeedSpec]:
             )
         )
     if feeds_cfg.auto_categories:
-        for key, name in _record_categories(store):
+        # Withdrawn and future records count too: their category keeps a (possibly empty)
+        # feed rather than leaving stale files behind.
+        for key, name in store_records.category_keys(store):
             if key in claimed:
                 continue
             specs.append(
@@ -155,17 +157,6 @@ def plan_feeds(config: Config, store: Store) -> list[FeedSpec]:
         for spec in specs
     )
     return specs
-
-
-def _record_categories(store: Store) -> list[tuple[str, str]]:
-    """(key, display name) of every record category in the store, by key.
-
-    Withdrawn and future records count too: their category keeps a (possibly empty) feed
-    rather than leaving stale files behind. The distinct keys come from a skip-scan of the
-    index (one lookup per category, not one row per record), and the name is the one the
-    newest record uses.
-    """
-    return store_records.category_keys(store)
 
 
 # --- selecting entries ---------------------------------------------------------------------
