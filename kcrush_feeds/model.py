@@ -182,6 +182,11 @@ def sections_of(items: Iterable[DigestItem]) -> list[tuple[str, list[DigestItem]
     return [grouped[index] for index in sorted(grouped)]
 
 
+# What the store says about a period's digest: "done", "sending" (started, not finished),
+# "missing" (no digest for it, earlier ones exist) or "empty" (no digest was ever sent).
+DigestState = Literal["done", "sending", "missing", "empty"]
+
+
 @dataclass(frozen=True, slots=True)
 class DigestSummary:
     """A stored digest at a glance, for ``status``."""

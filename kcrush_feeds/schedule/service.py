@@ -14,7 +14,7 @@ Two things APScheduler 3.x does not do for us, done here:
   clock shows it), and a time the clock skips runs at the moment of the jump.
 - **Catch-up after downtime.** With the memory job store, a restarted scheduler does not
   know what it missed. ``catch_up`` computes the last digest time before "now": within
-  ``schedule.misfire_grace_time`` the digest runs at once (the digest ledger and the send
+  ``schedule.misfire_grace_time`` the digest runs at once (the stored digest status and the send
   lock decide whether that week was already sent, never this process's memory); later
   than that it is logged as missed and the next week is waited for.
 """
@@ -43,8 +43,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from kcrush_feeds.config import Config
 from kcrush_feeds.errors import BusyError, KcrushError
-from kcrush_feeds.store.db import Store
-from kcrush_feeds.store.digests import last_digests, load_digest
+from kcrush_feeds.model import DigestState
 from kcrush_feeds.weeks import parse_schedule, period_of
 
 log = logging.getLogger("kcrush_feeds.schedule")
@@ -260,10 +259,9 @@ class Jobs(Protocol):
         ...
 
 
-# What the digest ledger says about a period: "done", "sending" (started, not finished),
-# "missing" (no digest for it, earlier ones exist) or "empty" (no digest was ever sent).
-LedgerState = Literal["done", "sending", "missing", "empty"]
-Ledger = Callable[[str], LedgerState]
+# Looks up the digest status of a period (``store.digests.digest_state``): whether a
+# missed digest time still needs its digest sent.
+DigestStatus = Callable[[str], DigestState]
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,7 +372,7 @@ class Service:
         *,
         clock: Clock,
         timer: Clock,
-        ledger: Ledger | None = None,
+        digest_status: DigestStatus | None = None,
         workers: int = 2,
         retry_check: timedelta = timedelta(minutes=1),
     ) -> None:
@@ -382,7 +380,7 @@ class Service:
         self.jobs = jobs
         self.clock = clock
         self.timer = timer
-        self.ledger = ledger
+        self.digest_status = digest_status
         self.retry_check = retry_check
         self.stop = threading.Event()
         self._digest = plan.digest
@@ -479,7 +477,9 @@ class Service:
             return True
         if decision.kind == "missed":
             assert decision.fire_time is not None and decision.period is not None
-            state = self.ledger(decision.period) if self.ledger is not None else "missing"
+            state = (
+                self.digest_status(decision.period) if self.digest_status is not None else "missing"
+            )
             when = decision.fire_time.isoformat()
             if state == "done":
                 log.info("digest: the digest of %s (%s) was sent", decision.period, when)
@@ -607,11 +607,3 @@ class Service:
             event.scheduled_run_time.astimezone(self.plan.tz).isoformat(),
             _duration(self.plan.grace),
         )
-
-
-def digest_state(store: Store, period: str) -> LedgerState:
-    """What the digest ledger in ``store`` says about the digest of ``period``."""
-    digest = load_digest(store, period)
-    if digest is not None:
-        return "done" if digest.status == "done" else "sending"
-    return "missing" if next(last_digests(store), None) is not None else "empty"

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import datetime
 
-from kcrush_feeds.model import Digest, DigestItem, DigestSummary
+from kcrush_feeds.model import Digest, DigestItem, DigestState, DigestSummary
 from kcrush_feeds.store.db import Store, from_timestamp, to_timestamp
 
 
@@ -117,6 +117,14 @@ def last_digests(store: Store, limit: int = 1) -> Iterator[DigestSummary]:
         ):
             deliveries[state] = count
         yield DigestSummary(period, from_timestamp(created), items, status, deliveries)
+
+
+def digest_state(store: Store, period: str) -> DigestState:
+    """What the store says about the digest of ``period`` (see ``DigestState``)."""
+    digest = load_digest(store, period)
+    if digest is not None:
+        return "done" if digest.status == "done" else "sending"
+    return "missing" if next(last_digests(store), None) is not None else "empty"
 
 
 # The snapshot format (``digest_snapshots.content``): the item's fields as JSON, its

@@ -15,18 +15,18 @@ from kcrush_feeds import clock
 from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.config import Config
 from kcrush_feeds.errors import EXIT_OK, EXIT_TEMPFAIL
+from kcrush_feeds.model import DigestState
 from kcrush_feeds.schedule.service import (
+    DigestStatus,
     JobOutcome,
-    Ledger,
-    LedgerState,
     Plan,
     Service,
     Status,
     describe,
-    digest_state,
 )
 from kcrush_feeds.sources.configured import import_sources
 from kcrush_feeds.store.db import Store
+from kcrush_feeds.store.digests import digest_state
 
 log = logging.getLogger("kcrush_feeds.schedule")
 SHOW_AT_MOST = 5  # rejected records logged per source and run; the summary has the count
@@ -61,7 +61,7 @@ class CommandJobs:
         return JobOutcome("ok", built.summary())
 
     def send(self, now: datetime, stop: threading.Event) -> JobOutcome:
-        """Send (or resume) this period's digest; the ledger and the send lock decide
+        """Send (or resume) this period's digest; the stored digest and the send lock decide
         whether anything is left to send (cron may have sent it already)."""
         from kcrush_feeds.delivery.send import send_digest  # lazy: aiosmtplib and the composer
 
@@ -74,10 +74,10 @@ class CommandJobs:
         return JobOutcome(status, report.summary())
 
 
-def ledger(config: Config) -> Ledger:
-    """What the store's digest ledger says about a period (see ``digest_state``)."""
+def digest_status(config: Config) -> DigestStatus:
+    """The status of a period's digest, read from the store (see ``digest_state``)."""
 
-    def state(period: str) -> LedgerState:
+    def state(period: str) -> DigestState:
         with Store.open(config.database_path) as store:
             return digest_state(store, period)
 
@@ -133,7 +133,7 @@ def schedule(app: App, print_only: bool, count: int) -> None:
         CommandJobs(config),
         clock=clock.now,
         timer=lambda: datetime.now(UTC),
-        ledger=ledger(config),
+        digest_status=digest_status(config),
     )
     _stop_on_signals(service.stop)
     service.start()
