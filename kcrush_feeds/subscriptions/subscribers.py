@@ -21,6 +21,9 @@ from email_validator import EmailNotValidError, validate_email
 
 from kcrush_feeds.digest.sections import Catalogue
 from kcrush_feeds.errors import InputError, UsageError
+
+# Named again here (``X as X``) only because web/ still spells them subscribers.Subscriber
+# and subscribers.email_key; drop the aliases once web/ imports them from model.
 from kcrush_feeds.model import Subscriber as Subscriber
 from kcrush_feeds.model import email_key as email_key
 from kcrush_feeds.records.importer import Problem
