@@ -118,7 +118,11 @@ def post_requests(site: Site, since: int) -> list[dict[str, str]]:
 
 
 def test_a_week_of_a_real_wordpress(
-    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    site: Site,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    pytestconfig: pytest.Config,
 ) -> None:
     wp = site.wp
     public = reader(tmp_path / "public", site, monkeypatch, editor=False)
@@ -169,12 +173,14 @@ def test_a_week_of_a_real_wordpress(
     ]
     assert record_titles(public)[scheduled["guid"]] == "Interview: 방탄소년단"
     assert all("Bulk Edited" in c for c in bulk_categories(public, site))
-    with capsys.disabled():
-        print("\nincremental import of the real WordPress requested:")
-        for line_ in site.wp.requests()[since:]:
-            print("  GET", wp.url + line_)
+    show(capsys, pytestconfig, "incremental import without credentials", site, since)
 
+    since = len(wp.requests())
     line = run(editor)
+    with_status = post_requests(site, since)
+    assert {r["status"] for r in with_status} == {"publish,future,draft,pending,private,trash"}
+    assert [(r.get("modified_after"), r.get("after")) for r in with_status][-1] == (None, stamp)
+    show(capsys, pytestconfig, "incremental import with credentials", site, since)
     # The cron-published post was stored while scheduled; publishing gave it its pretty
     # link (a scheduled post's link is ?p=ID), hence one more update than the Bulk Edit.
     assert ": 0 added, 151 updated, 2 unchanged, 0 rejected" in line, line
@@ -187,6 +193,22 @@ def test_a_week_of_a_real_wordpress(
     line = run(public, "--full")
     assert "fetched 181 posts in 2 pages" in line and "withdrawn" not in line, line
     assert rows(public, "SELECT count(*), sum(withdrawn) FROM records") == [(181, 0)]
+
+
+def show(
+    capsys: pytest.CaptureFixture[str],
+    config: pytest.Config,
+    what: str,
+    site: Site,
+    since: int,
+) -> None:
+    """Under ``-v``: the requests nginx logged, for a person checking what is asked."""
+    if config.get_verbosity() < 1:
+        return
+    with capsys.disabled():
+        print(f"\n{what} requested:")
+        for line in site.wp.requests()[since:]:
+            print("  GET", site.wp.url + line)
 
 
 def _date_of_last_reply(wp: RealWordPress) -> str:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kcrush_feeds.sources.http import USER_AGENT
-from kcrush_feeds.sources.wordpress_sync import CURSOR_OVERLAP
+from kcrush_feeds.sources.wordpress_sync import CURSOR_OVERLAP, next_cursor, sync_plan
 from kcrush_feeds.store.db import Store
 from tests.conftest import ROOT, Project, rows
 from tests.http_fixtures import POSTS_PATH, FixtureServer, Reply, Seen, WordPressSite, serve
@@ -288,3 +288,18 @@ def test_the_docs_name_the_user_agent_that_is_sent(server: FixtureServer, site: 
     from kcrush_feeds import __version__
 
     assert {n.replace("<version>", __version__) for n in named} == {USER_AGENT}
+
+
+def test_the_cursor_rules() -> None:
+    t = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    hour = timedelta(hours=1)
+    assert next_cursor(None, None, t, complete=True) is None
+    assert next_cursor(t - 2 * hour, t - hour, t, complete=True) == t - hour
+    assert next_cursor(t - hour, t - 2 * hour, t, complete=True) == t - hour  # never back
+    assert next_cursor(t - hour, t + hour, t, complete=True) == t  # never past the reply
+    assert next_cursor(t - 3 * hour, t - hour, t, complete=False) == t - 3 * hour
+    assert sync_plan(None).listings == ({},)
+    assert sync_plan(t).listings == (
+        {"modified_after": t - CURSOR_OVERLAP},
+        {"published_after": t - CURSOR_OVERLAP},
+    )

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 # WordPress compares ``modified_after`` and ``after`` with the site-local post_modified and
-# post_date columns (it reads the time given without converting it to the site's zone),
-# so we ask from this much before the cursor: nothing is missed whatever the site's time
-# zone (UTC-12 to UTC+14), and a cron run up to that late still reaches the next import.
-# The overlap costs a few unchanged posts, recognised by their fingerprint.
+# post_date columns. 6.1 converts the time asked into the site's zone first; not every
+# version did, and local times repeat when daylight saving ends or the site's zone is
+# changed. So we ask from this much before the cursor: nothing is missed whatever the
+# site's zone (UTC-12 to UTC+14), and a cron run up to that late still reaches the next
+# import. The overlap costs a few unchanged posts, recognised by their fingerprint.
 CURSOR_OVERLAP = timedelta(hours=14)
 
 
