@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the shapes keep the long lines real mail systems write)
 """Returned mail as real mail systems write it, built in the tests.
 
 Each builder returns the bytes of one message as delivered to ``to`` (the VERP address
@@ -9,6 +10,8 @@ ARF example, a List-Unsubscribe mailto request, and RFC 3834 / out-of-office aut
 """
 
 from __future__ import annotations
+
+import hashlib
 
 DATE = "Tue, 27 Feb 2024 09:05:00 -0800"
 ORIGINAL = (
@@ -435,7 +438,7 @@ From: Reader <{sender}>
 To: unsubscribe@kcrush.com
 Subject: {subject}
 Date: {DATE}
-Message-ID: <{abs(hash(token)) % 10**9}.{int(in_body)}@example.org>
+Message-ID: <{hashlib.sha256(token.encode()).hexdigest()[:12]}.{int(in_body)}@example.org>
 MIME-Version: 1.0
 Content-Type: text/plain; charset=utf-8
 

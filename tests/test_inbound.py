@@ -107,7 +107,7 @@ def test_send_goes_out_with_a_signed_verp_sender_and_the_configured_mailto(
     setup_project(project, port, 3)
     result = project.run("send", env={"KCRUSH_FEEDS_NOW": NOW})
     assert result.exit_code == 0, result.output
-    ids = dict(rows(project, "SELECT email, id FROM subscribers"))
+    ids: dict[Any, Any] = dict(rows(project, "SELECT email, id FROM subscribers"))
     (digest_id,) = rows(project, "SELECT id FROM digests")[0]
     assert len(handler.envelopes) == 3
     for sender, rcpt, data in handler.envelopes:
@@ -236,7 +236,9 @@ def test_complaints_mailto_auto_replies_from_mbox_stdin_and_eml(
         "reader2@example.org": "unsubscribed",
         "reader3@example.org": "active",
     }
-    reasons = dict(rows(project, "SELECT email, unsubscribe_reason FROM subscribers"))
+    reasons: dict[Any, Any] = dict(
+        rows(project, "SELECT email, unsubscribe_reason FROM subscribers")
+    )
     assert reasons["reader0@example.org"] == "complaint"
     assert reasons["reader1@example.org"] == "mailto"
     status = project.run("status", env={"KCRUSH_FEEDS_NOW": LATER})

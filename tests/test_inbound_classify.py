@@ -40,7 +40,7 @@ def test_verp_token_is_short_signed_and_names_the_delivery() -> None:
     assert len(local.encode()) <= 64
     assert verify_delivery(SECRET, token) == (999_999_999_999, 999_999_999_999)
     assert verify_delivery(SECRET, TOKEN.upper()) == (3, 17)  # a case-folding MTA
-    assert VERP == f"bounces+{TOKEN}@kcrush.com"
+    assert f"bounces+{TOKEN}@kcrush.com" == VERP
 
 
 @pytest.mark.parametrize(("shape", "build", "path", "status"), HARD, ids=[h[0] for h in HARD])
@@ -122,10 +122,12 @@ BAD: list[tuple[str, Callable[[], bytes], str]] = [
     ("10 MB", lambda: shapes.postfix(VERP, RCPT) + b"x" * (MAX_MESSAGE + 1), "too large"),
     (
         "no recipient",
-        lambda: shapes.postfix(VERP, RCPT)
-        .replace(b"Final-Recipient: rfc822; reader@example.org\r\n", b"")
-        .replace(b"Original-Recipient: rfc822;reader@example.org\r\n", b"")
-        .replace(b"Action: failed\r\n", b""),
+        lambda: (
+            shapes.postfix(VERP, RCPT)
+            .replace(b"Final-Recipient: rfc822; reader@example.org\r\n", b"")
+            .replace(b"Original-Recipient: rfc822;reader@example.org\r\n", b"")
+            .replace(b"Action: failed\r\n", b"")
+        ),
         "no recognisable recipient",
     ),
     (
@@ -146,8 +148,10 @@ BAD: list[tuple[str, Callable[[], bytes], str]] = [
     ),
     (
         "non-UTF-8",
-        lambda: b"From: \xff\xfe@\xc0.org\r\nSubject: \xe9t\xe9 \x80\r\n"
-        b"Content-Type: text/plain; charset=utf-8\r\n\r\n\xff\xfe\xfd\x00\x81\r\n",
+        lambda: (
+            b"From: \xff\xfe@\xc0.org\r\nSubject: \xe9t\xe9 \x80\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n\r\n\xff\xfe\xfd\x00\x81\r\n"
+        ),
         "not a bounce",
     ),
     (
