@@ -163,6 +163,10 @@ class ImapMailbox:
         self.client = client
         try:
             client.login(settings.username, password)
+            # imaplib keeps the capabilities from before login; servers add MOVE, UIDPLUS after.
+            status, caps = client.capability()
+            if status == "OK" and caps and isinstance(caps[-1], bytes):
+                client.capabilities = tuple(caps[-1].decode("ascii", "replace").upper().split())
             status, _ = client.select(_quote(settings.folder))
             if status != "OK":
                 raise ImapError(self.label, "cannot select the folder")
