@@ -15,6 +15,7 @@ import sqlite3
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -254,3 +255,28 @@ def test_a_wrong_password_is_one_clear_line(project: Project, dovecot: Imap) -> 
     assert result.exit_code == 1
     assert result.stderr.startswith("error: imap://bounces@127.0.0.1:")
     assert "Traceback" not in result.output
+
+
+def test_schedule_reads_the_mailbox_on_its_build_tick(
+    project: Project, dovecot: Imap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kcrush_feeds.schedule.jobs import ConfiguredJobs
+
+    project.append_config(
+        f"""\
+        [bounces.imap]
+        host = "127.0.0.1"
+        port = {dovecot.port}
+        username = "bounces"
+        password_env = "KCRUSH_TEST_IMAP"
+        ca_file = "{dovecot.ca_file}"
+        """
+    )
+    client = dovecot.client()
+    client.append("INBOX", None, None, shapes.auto_reply("newsletter@kcrush.com"))
+    client.logout()
+    monkeypatch.setenv("KCRUSH_TEST_IMAP", PASSWORD)
+    now = datetime(2024, 2, 27, 18, 0, tzinfo=UTC)
+    outcome = ConfiguredJobs(project.config).build(now, threading.Event())
+    assert outcome.status == "ok"
+    assert dovecot.uids("INBOX") == [] and len(dovecot.uids("Processed")) == 1
