@@ -15,6 +15,9 @@ suppression rules live here, in the same transaction as the row:
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
@@ -75,7 +78,7 @@ def record_event(
     """Write ``event`` and apply the suppression rules, in one transaction."""
     reported = to_timestamp(event.reported_at)
     stamp = to_timestamp(now)
-    with store.transaction() as conn:
+    with _transaction(store) as conn:
         if conn.execute("SELECT 1 FROM mail_events WHERE key = ?", (event.key,)).fetchone():
             return Applied("none", duplicate=True, note="already recorded")
         row = conn.execute(
@@ -136,6 +139,24 @@ def record_event(
     return Applied(effect, note=note)
 
 
+@contextmanager
+def _transaction(store: Store) -> Iterator[sqlite3.Connection]:
+    """The caller's transaction when one is open (``batch``), else a new one."""
+    if store.conn.in_transaction:
+        yield store.conn
+    else:
+        with store.transaction() as conn:
+            yield conn
+
+
+@contextmanager
+def batch(store: Store) -> Iterator[None]:
+    """One transaction (one fsync) for many outcomes: ``inbound`` files a message away only
+    after the batch holding its outcome has committed, so a crash repeats, never loses."""
+    with store.transaction():
+        yield
+
+
 # --- finding the delivery a report is about ------------------------------------------------
 
 
@@ -192,7 +213,7 @@ def seen_message(store: Store, sha256: str) -> bool:
 
 def mark_message(store: Store, sha256: str, kind: str, now: datetime) -> None:
     """Remember these bytes as processed."""
-    with store.transaction() as conn:
+    with _transaction(store) as conn:
         conn.execute(
             "INSERT OR IGNORE INTO inbound_seen (sha256, kind, seen_at) VALUES (?,?,?)",
             (sha256, kind, to_timestamp(now)),
