@@ -295,6 +295,18 @@ def test_bad_input_is_kept_and_changes_nothing(
     assert statuses(project)["reader0@example.org"] == "active"
 
 
+def test_a_pipe_keeps_what_it_did_not_understand(project: Project, tmp_path: Path) -> None:
+    hello = b"From: a@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+    result = inbound(project, "-", input=hello)
+    assert result.exit_code == 1  # without --keep, the MTA keeps it (it bounces it back)
+    kept = tmp_path / "kept"
+    result = inbound(project, "--keep", str(kept), "-", input=hello)
+    assert result.exit_code == 0, result.output
+    assert "1 not understood (1 kept for a person)" in result.stdout
+    (only,) = list((kept / "new").iterdir())
+    assert only.read_bytes() == hello
+
+
 def test_inbound_without_path_or_mailbox_is_a_config_error(project: Project) -> None:
     result = project.run("inbound")
     assert result.exit_code == 2

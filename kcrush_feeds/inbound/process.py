@@ -54,6 +54,7 @@ class InboundReport:
 
     counts: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)  # "label: reason", every one
+    kept: int = 0  # not understood from stdin, delivered into the --keep Maildir
 
     def add(self, label: str, result: Result) -> None:
         self.counts[result.kind] += 1
@@ -75,10 +76,12 @@ class InboundReport:
             n = self.counts[kind]
             parts.append(f"{n} {one if n == 1 else many}")
         total = self.total
-        return f"{total} message{'s' if total != 1 else ''}: " + ", ".join(parts)
+        kept = f" ({self.kept} kept for a person)" if self.kept else ""
+        return f"{total} message{'s' if total != 1 else ''}: " + ", ".join(parts) + kept
 
     def as_dict(self) -> dict[str, int]:
-        return {kind: self.counts[kind] for kind, _, _ in _LABELS} | {"total": self.total}
+        counts = {kind: self.counts[kind] for kind, _, _ in _LABELS}
+        return counts | {"total": self.total, "kept": self.kept}
 
 
 class Processor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import mailbox
 import os
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -22,7 +23,13 @@ ENV_RECIPIENT = "ORIGINAL_RECIPIENT"
 BATCH = 200  # messages per transaction: one fsync for them all
 
 
-def process_items(processor: Processor, items: Iterable[Item], report: InboundReport) -> None:
+def process_items(
+    processor: Processor,
+    items: Iterable[Item],
+    report: InboundReport,
+    *,
+    keep: Path | None = None,
+) -> None:
     """Process ``items`` into ``report``, ``BATCH`` to a transaction; the understood ones
     are filed away (moved) once the transaction holding their outcome has committed."""
     envelope = os.environ.get(ENV_RECIPIENT) or None
@@ -46,24 +53,43 @@ def process_items(processor: Processor, items: Iterable[Item], report: InboundRe
                 report.add(item.label, result)
                 if result.understood and item.done is not None:
                     to_file.append(item)
+                elif not result.understood and item.label == "stdin" and keep is not None:
+                    _keep(keep, item.data)
+                    report.kept += 1
+                    log.warning("stdin: kept in %s", keep)
         for item in to_file:
             assert item.done is not None
             item.done()
 
 
+def _keep(maildir: Path, data: bytes) -> None:
+    """Deliver a message not understood into ``maildir``/new (created), for a person."""
+    box = mailbox.Maildir(maildir, create=True)
+    try:
+        box.add(data)
+    finally:
+        box.close()
+
+
 def run_inbound(
-    config: Config, store: Store, paths: Sequence[Path], now: datetime
+    config: Config,
+    store: Store,
+    paths: Sequence[Path],
+    now: datetime,
+    *,
+    keep: Path | None = None,
 ) -> InboundReport:
     """Read ``paths`` (or, with none, the ``[bounces.imap]`` mailbox) and apply what came back.
 
-    Raises ``ConfigError`` without paths when no mailbox is configured, ``InputError`` for
-    a path or mailbox that cannot be read.
+    ``keep``: a Maildir where a message read from stdin that is not understood is kept
+    (an MTA pipe has nowhere else to leave it). Raises ``ConfigError`` without paths when
+    no mailbox is configured, ``InputError`` for a path or mailbox that cannot be read.
     """
     processor = Processor(config, store, now)
     report = InboundReport()
     if paths:
         for path in paths:
-            process_items(processor, iter_path(path), report)
+            process_items(processor, iter_path(path), report, keep=keep)
         return report
     imap = config.bounces.imap if config.bounces else None
     if imap is None:
