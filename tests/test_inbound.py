@@ -311,6 +311,11 @@ def test_inbound_without_path_or_mailbox_is_a_config_error(project: Project) -> 
     result = project.run("inbound")
     assert result.exit_code == 2
     assert "[bounces.imap]: the section is missing" in result.stderr
+    missing = project.run("inbound", str(project.dir / "nowhere"))
+    assert missing.exit_code == 2 and "nowhere: no such file or directory" in missing.stderr
+    (project.dir / "plain-dir").mkdir()
+    plain = project.run("inbound", str(project.dir / "plain-dir"))
+    assert plain.exit_code == 2 and "not a Maildir" in plain.stderr
 
 
 def test_a_store_written_before_opens_and_keeps_its_subscribers(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ def iter_path(path: Path) -> Iterator[Item]:
         yield from _maildir(path)
         return
     if not path.exists():
-        raise InputError(str(path), "no such file or directory")
+        raise UsageError(f"{path}: no such file or directory")
     try:
         with path.open("rb") as f:
             head = f.read(5)
