@@ -229,7 +229,7 @@ def claim_replay_token(
     replay of one is refused as stale instead.
     """
     stamp = to_timestamp(now)
-    with store.transaction() as conn:
+    with _transaction(store) as conn:
         conn.execute(
             "DELETE FROM webhook_replays WHERE seen_at < ?",
             (stamp - int(keep.total_seconds()),),

@@ -155,14 +155,25 @@ class Webhooks:
             raise Refused(400, "the body is not a JSON object")
         return data
 
-    async def _apply(self, verdicts: list[Verdict], source: str) -> Response:
+    async def _apply(
+        self, verdicts: list[Verdict], source: str, *, replay_token: str | None = None
+    ) -> Response:
         now = self.now()
 
-        def apply(store: Store) -> list[Result]:
-            processor = Processor(self.config, store, now)
-            return [processor.verdict(v, source=source) for v in verdicts]
+        def apply(store: Store) -> list[Result] | None:
+            # The replay token is claimed in the transaction that applies the event: an
+            # event that fails half-way can be sent again, one that was applied cannot.
+            with db.batch(store):
+                if replay_token is not None and not db.claim_replay_token(
+                    store, source, replay_token, now=now, keep=self.settings.max_age * 2
+                ):
+                    return None
+                processor = Processor(self.config, store, now)
+                return [processor.verdict(v, source=source) for v in verdicts]
 
         results = await self.run(apply)
+        if results is None:
+            raise Refused(406, "a replayed token")
         for result in results:
             level = logging.INFO if result.understood else logging.WARNING
             log.log(level, "webhook %s: %s: %s", source, result.kind, result.note)
@@ -204,11 +215,6 @@ class Webhooks:
             self.settings.max_age.total_seconds()
         ):
             raise Refused(403, "the timestamp is stale")
-        fresh = await self.run(
-            db.claim_replay_token, "mailgun", token, now=now, keep=self.settings.max_age * 2
-        )
-        if not fresh:
-            raise Refused(406, "a replayed token")
         kind: Kind
         name, severity = str(event.get("event", "")), str(event.get("severity", ""))
         if name == "failed":
@@ -232,7 +238,7 @@ class Webhooks:
             reported_at=_from_epoch(event.get("timestamp")),
             detector="mailgun",
         )
-        return await self._apply([verdict], "mailgun")
+        return await self._apply([verdict], "mailgun", replay_token=token)
 
     # --- Postmark ---------------------------------------------------------------------------
 
