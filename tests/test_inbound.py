@@ -334,3 +334,19 @@ def test_a_store_written_before_opens_and_keeps_its_subscribers(tmp_path: Path) 
         assert store.conn.execute(
             "SELECT email, status, unsubscribe_reason FROM subscribers"
         ).fetchall() == [("old@example.org", "active", None)]
+
+
+def test_bounces_config_errors_name_the_key(project: Project) -> None:
+    project.append_config('[bounces]\naddress = "a-very-long-bounce-box@kcrush.com"\n')
+    result = project.run("inbound", str(project.dir))
+    assert result.exit_code == 2
+    assert "bounces.address: " in result.stderr and "at most 12 characters" in result.stderr
+
+
+def test_inbound_json(project: Project, tmp_path: Path) -> None:
+    eml = project.write("auto.eml", shapes.auto_reply("newsletter@kcrush.com"))
+    result = inbound(project, "--json", str(eml))
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["auto_reply"] == 1 and data["total"] == 1 and data["problems"] == []
+    assert eml.exists()  # a single file is only read
