@@ -26,6 +26,7 @@ makes the message "not understood"; nothing ever trusts a recipient address in a
 from __future__ import annotations
 
 import email
+import logging
 import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -38,6 +39,11 @@ from typing import Literal
 from flufl.bounce import all_failures
 
 from kcrush_feeds.tokens import TokenError, delivery_tokens, verify, verify_delivery
+
+# flufl.bounce logs a detector's exception with its traceback before re-raising it; the
+# exception is caught below and reported in one line, so its own log stays quiet.
+logging.getLogger("flufl.bounce").addHandler(logging.NullHandler())
+logging.getLogger("flufl.bounce").propagate = False
 
 Kind = Literal["hard", "soft", "warning", "complaint", "unsubscribe", "auto_reply", "unknown"]
 MAX_MESSAGE = 10_000_000  # bytes: larger is no bounce we would act on (a 10 MB attachment)
@@ -107,9 +113,7 @@ def classify(raw: bytes, secret: bytes, *, envelope_recipient: str | None = None
     if not raw.strip():
         return unknown("empty message")
     msg = parse(raw)
-    if not msg.keys() or any(
-        isinstance(d, email_errors.MissingHeaderBodySeparatorDefect) for d in msg.defects
-    ):
+    if not msg.keys():
         return unknown("malformed: no header block")
     if _truncated(msg):
         return unknown("truncated: a MIME part is never closed")
@@ -125,6 +129,8 @@ def classify(raw: bytes, secret: bytes, *, envelope_recipient: str | None = None
         verdict = _flufl(msg)
         if verdict is None:
             return unknown("looks like a bounce but names no recognisable recipient")
+        if not verdict.understood:
+            return verdict
         return _identify(verdict, msg, secret, envelope_recipient)
     if _auto_reply(msg):
         return Verdict("auto_reply", "an auto-reply (RFC 3834, out of office)", detector="rfc3834")
@@ -247,8 +253,7 @@ def _dsn(msg: Message) -> Verdict | None:
             when = _date(_field(block, "Last-Attempt-Date")) or message_date or fallback_date
             kind: Kind
             if action in ("failed", "failure", "error"):
-                first = code[:1] or (_SMTP_CODE_RE.search(diagnostic + " ") or [None, "5"])[1]
-                kind = "soft" if first == "4" else "hard"
+                kind = _failure_kind(code, diagnostic)
             elif action in ("delayed", "delivered", "relayed", "expanded"):
                 kind = "warning"
             else:
@@ -295,7 +300,12 @@ def _looks_like_bounce(msg: Message) -> bool:
 
 
 def _flufl(msg: Message) -> Verdict | None:
-    temporary, permanent = all_failures(msg)
+    try:
+        temporary, permanent = all_failures(msg)
+    except Exception as e:
+        # Heuristic detectors run on hostile input: whatever one of them trips over, the
+        # message is "not understood", kept and logged, never a traceback that stops the run.
+        return unknown(f"flufl.bounce could not read it ({type(e).__name__})")
     if not (temporary or permanent):
         return None
     recipient = next(iter(sorted(permanent or temporary))).decode("ascii", "replace")
@@ -310,9 +320,8 @@ def _flufl(msg: Message) -> Verdict | None:
     status = _STATUS_RE.search(text)
     code = status.group(0) if status and status.group(1) != "2" else ""
     line = _diagnostic_line(text)
-    first = code[:1] or (_SMTP_CODE_RE.search(line + " ") or [None, "5"])[1]
     return Verdict(
-        "soft" if first == "4" else "hard",
+        _failure_kind(code, line),
         f"bounce ({code or 'no status code'})",
         status_code=code,
         diagnostic=line,
@@ -320,6 +329,14 @@ def _flufl(msg: Message) -> Verdict | None:
         detector="flufl.bounce",
         recipient=recipient,
     )
+
+
+def _failure_kind(status: str, diagnostic: str) -> Kind:
+    """A failure with a 4.x.x status (or, with none, a 4xx reply) is soft; else hard."""
+    if status:
+        return "soft" if status.startswith("4") else "hard"
+    reply = _SMTP_CODE_RE.search(diagnostic + " ")
+    return "soft" if reply is not None and reply.group(1) == "4" else "hard"
 
 
 def _diagnostic_line(text: str) -> str:
