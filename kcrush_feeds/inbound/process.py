@@ -17,6 +17,7 @@ from datetime import datetime
 
 from kcrush_feeds.config import BouncesConfig, Config
 from kcrush_feeds.inbound.classify import Verdict, classify, unknown
+from kcrush_feeds.model import MailEvent
 from kcrush_feeds.store import bounces as db
 from kcrush_feeds.store.db import Store
 
@@ -132,7 +133,7 @@ class Processor:
             key = f"{kind}:{digest_id}:{subscriber_id}"
         applied = db.record_event(
             self.store,
-            db.MailEvent(
+            MailEvent(
                 key=key,
                 digest_id=digest_id,
                 subscriber_id=subscriber_id,

@@ -18,58 +18,13 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
+from kcrush_feeds.model import Applied, DigestOutcomes, MailEffect, MailEvent
 from kcrush_feeds.store.db import Store, to_timestamp
 
-Kind = Literal["hard", "soft", "complaint", "unsubscribe"]
-Effect = Literal["bounced", "unsubscribed", "counted", "none"]
 _LIVE = ("active", "paused", "pending")  # states a returned mail can still end
 _REASON = {"complaint": "complaint", "unsubscribe": "mailto"}
-
-
-@dataclass(frozen=True, slots=True)
-class MailEvent:
-    """One outcome to record: about which delivery, what, when, and from where."""
-
-    key: str  # idempotency key: "hard:DIGEST:SUBSCRIBER" and the like
-    digest_id: int | None
-    subscriber_id: int
-    kind: Kind
-    reported_at: datetime
-    source: str  # mail, mailgun, postmark, ses
-    status_code: str = ""
-    diagnostic: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What recording an event did."""
-
-    effect: Effect
-    duplicate: bool = False  # already recorded: nothing changed
-    missing: bool = False  # the subscriber no longer exists: nothing recorded
-    note: str = ""  # why an event changed no status
-
-
-@dataclass(frozen=True, slots=True)
-class DigestOutcomes:
-    """Per digest: deliveries next to what came back about them."""
-
-    period: str
-    sent: int
-    deferred: int
-    failed: int
-    hard: int
-    soft: int
-    complaints: int
-    unsubscribes: int
-
-    @property
-    def complaint_rate(self) -> float:
-        return self.complaints / self.sent if self.sent else 0.0
 
 
 def record_event(
@@ -88,7 +43,7 @@ def record_event(
             return Applied("none", missing=True, note="the subscriber no longer exists")
         status, confirmed = row
         live = status in _LIVE
-        effect: Effect = "none"
+        effect: MailEffect = "none"
         note = ""
         if event.kind in ("hard", "soft") and confirmed is not None and reported < confirmed:
             note = "dated before the subscriber's latest confirmation"

@@ -10,9 +10,9 @@ import click
 from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.delivery.lock import holder
 from kcrush_feeds.store import records as store_records
+from kcrush_feeds.store.bounces import digest_outcomes
 from kcrush_feeds.store.digests import last_digests
 from kcrush_feeds.store.sources import list_states
-from kcrush_feeds.store.bounces import digest_outcomes
 from kcrush_feeds.subscriptions.subscribers import count_by_status
 
 
