@@ -50,7 +50,7 @@ def prepare(data: Path, n: int) -> dict[str, Any]:
     """A store with ``n`` delivered subscribers and a Maildir of ``n`` DSNs (cached)."""
     from kcrush_feeds.store.db import Store
     from kcrush_feeds.tokens import sign_delivery, verp_sender
-    from tests.mail_shapes import postfix
+    from tests.support.mail_shapes import postfix
 
     base = data / f"inbound-{n}"
     ready = base / "ready"

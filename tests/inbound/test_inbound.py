@@ -22,9 +22,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from kcrush_feeds.store.db import Store, migrations
 from kcrush_feeds.tokens import sign, verify_delivery
-from tests import mail_shapes as shapes
-from tests.conftest import EXAMPLES, Project, rows
-from tests.smtp_server import free_port
+from tests.support import mail_shapes as shapes
+from tests.support.project import EXAMPLES, Project, rows
+from tests.support.smtp_server import free_port
 
 NOW = "2024-02-27T09:00:00-08:00"
 LATER = "2024-02-27T10:00:00-08:00"

@@ -15,7 +15,7 @@ from flufl.bounce import all_failures
 
 from kcrush_feeds.inbound.classify import MAX_MESSAGE, classify
 from kcrush_feeds.tokens import sign, sign_delivery, verify_delivery, verp_sender
-from tests import mail_shapes as shapes
+from tests.support import mail_shapes as shapes
 
 SECRET = b"test-secret-0123456789abcdef"
 TOKEN = sign_delivery(SECRET, 3, 17)

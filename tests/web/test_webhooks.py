@@ -34,7 +34,7 @@ from kcrush_feeds.config import load_config
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.tokens import sign_delivery, verp_sender
 from kcrush_feeds.web.app import create_app
-from tests.serve_support import SECRET, SECRET_ENV, Server, SmtpSink, free_port, write_config
+from tests.support.serve import SECRET, SECRET_ENV, Server, SmtpSink, free_port, write_config
 
 MAILGUN_KEY = "key-0123456789abcdef0123456789abcdef"
 TOPIC = "arn:aws:sns:us-east-1:123456789012:kcrush-bounces"

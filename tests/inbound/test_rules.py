@@ -11,7 +11,7 @@ from kcrush_feeds.config import load_config
 from kcrush_feeds.inbound.classify import Verdict
 from kcrush_feeds.inbound.process import Processor
 from kcrush_feeds.store.db import Store, to_timestamp
-from tests.conftest import Project
+from tests.support.project import Project
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 

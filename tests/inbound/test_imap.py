@@ -27,9 +27,9 @@ import trustme
 
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.tokens import sign, sign_delivery, verp_sender
-from tests import mail_shapes as shapes
-from tests.conftest import Project, rows
-from tests.smtp_server import free_port
+from tests.support import mail_shapes as shapes
+from tests.support.project import Project, rows
+from tests.support.smtp_server import free_port
 
 DOVECOT = Path("/usr/sbin/dovecot")
 SECRET = b"test-secret-0123456789abcdef"
