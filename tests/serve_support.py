@@ -172,6 +172,7 @@ def start_server(
     extra: str = "",
     root_path: str = "",
     base_url: str | None = None,
+    args: tuple[str, ...] = (),
 ) -> Server:
     """Write a config into ``directory`` and start ``kcrush-feeds serve`` on a free port."""
     port = free_port()
@@ -184,7 +185,7 @@ def start_server(
     )
     env = {**os.environ, SECRET_ENV: SECRET}
     env.pop("KCRUSH_FEEDS_NOW", None)
-    args = [
+    command = [
         sys.executable,
         "-m",
         "kcrush_feeds",
@@ -194,10 +195,11 @@ def start_server(
         "--port",
         str(port),
     ]
+    command += list(args)
     if root_path:
-        args += ["--root-path", root_path]
+        command += ["--root-path", root_path]
     log = (directory / "serve.log").open("wb")
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(directory, port, smtp, process, root_path)
     deadline = time.monotonic() + 20
     while True:

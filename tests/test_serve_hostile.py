@@ -1,0 +1,169 @@
+"""Hostile input against a real ``kcrush-feeds serve`` (issue 18, part B): the slash
+redirect, idle and slow sockets, a port in use, a store that cannot be opened.
+
+Real sockets against a real server process; nothing reaches past 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serve_support import SECRET, SECRET_ENV, Server, SmtpSink, start_server, write_config
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink) -> Iterator[Server]:
+    directory = tmp_path_factory.mktemp("serve-hostile")
+    running = start_server(
+        directory,
+        smtp,
+        args=("--header-timeout", "1", "--keep-alive", "1", "--max-connections", "100"),
+    )
+    yield running
+    running.stop()
+
+
+# --- point 12: no redirect to the Host header --------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/subscribe/", "/confirm/", "/health/", "/preferences/"])
+def test_a_trailing_slash_is_404_not_a_redirect_to_the_host_header(
+    server: Server, path: str
+) -> None:
+    with server.client(headers={"Host": "evil.example"}, follow_redirects=False) as client:
+        answer = client.get(path)
+    assert answer.status_code == 404
+    assert "location" not in answer.headers
+    assert "evil.example" not in answer.text
+
+
+# --- point 13: idle and slow connections --------------------------------------------------
+
+
+def _open(server: Server, count: int, first_bytes: bytes) -> list[socket.socket]:
+    out = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        if first_bytes:
+            s.sendall(first_bytes)
+        out.append(s)
+    return out
+
+
+def _closed_by_peer(s: socket.socket) -> bool:
+    s.setblocking(False)
+    try:
+        data = s.recv(4096)
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        s.setblocking(True)
+    return data == b"" or data.startswith(b"HTTP/1.1 4")  # closed, or closed with a 4xx
+
+
+def _wait_all_closed(sockets: list[socket.socket], timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    open_ = list(sockets)
+    while open_ and time.monotonic() < deadline:
+        open_ = [s for s in open_ if not _closed_by_peer(s)]
+        time.sleep(0.1)
+    return len(open_)
+
+
+def test_slow_header_sockets_are_closed_after_the_header_timeout(server: Server) -> None:
+    # The slowloris shape: a request line and half a header, then nothing.
+    slow = _open(server, 60, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    silent = _open(server, 30, b"")
+    try:
+        # --header-timeout 1: every one closed within a few seconds, not kept for good.
+        assert _wait_all_closed(slow + silent, timeout=8) == 0
+        assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+    finally:
+        for s in slow + silent:
+            s.close()
+
+
+def test_idle_keep_alive_connections_are_closed(server: Server) -> None:
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        # --keep-alive 1: the idle connection goes (and a dribbled second request too).
+        s.sendall(b"GET /health HTTP/1.1\r\n")
+        assert _wait_all_closed([s], timeout=6) == 0
+    finally:
+        s.close()
+
+
+def test_more_idle_sockets_than_the_limit_do_not_lock_out_a_request(server: Server) -> None:
+    # --max-connections 100: 150 idle sockets push each other out; a real request still
+    # gets its answer at once (before any header timeout could have helped).
+    idle = _open(server, 150, b"")
+    try:
+        started = time.monotonic()
+        assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+        assert time.monotonic() - started < 0.9
+        still_open = sum(not _closed_by_peer(s) for s in idle)
+        assert still_open <= 100
+    finally:
+        for s in idle:
+            s.close()
+
+
+# --- serve's own errors: one clear line, the right exit status -----------------------------
+
+
+def _serve(directory: Path, port: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kcrush_feeds",
+            "--config",
+            str(directory / "config.toml"),
+            "serve",
+            "--port",
+            str(port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, SECRET_ENV: SECRET},
+    )
+
+
+def test_serve_on_a_port_in_use_exits_1_with_one_line(tmp_path: Path, server: Server) -> None:
+    write_config(tmp_path, base_url="http://127.0.0.1:1/", smtp_port=server.smtp.port)
+    done = _serve(tmp_path, server.port)  # the module's server holds this port
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"cannot listen on 127.0.0.1:{server.port}" in done.stderr
+
+
+def test_serve_with_a_store_that_cannot_be_opened_exits_1(tmp_path: Path, smtp: SmtpSink) -> None:
+    write_config(tmp_path, base_url="http://127.0.0.1:1/", smtp_port=smtp.port)
+    (tmp_path / "store.db").write_bytes(b"this is not a SQLite database, not at all" * 100)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = _serve(tmp_path, port)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "cannot open the store" in done.stderr
