@@ -45,6 +45,7 @@ def free_port() -> int:
 class Caught:
     recipients: list[str]
     message: EmailMessage
+    raw: bytes = b""  # as it came over SMTP
 
 
 class _Recorder:
@@ -54,7 +55,7 @@ class _Recorder:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.sink.lock:
-            self.sink.messages.append(Caught(list(envelope.rcpt_tos), parsed))  # type: ignore[arg-type]
+            self.sink.messages.append(Caught(list(envelope.rcpt_tos), parsed, envelope.content))  # type: ignore[arg-type]
             self.sink.arrived.notify_all()
         return "250 2.0.0 OK"
 
@@ -81,6 +82,11 @@ class SmtpSink:
     def to(self, address: str) -> list[EmailMessage]:
         with self.lock:
             return [c.message for c in self.messages if address in c.recipients]
+
+    def raw_to(self, address: str) -> list[bytes]:
+        """The messages to ``address`` as they came over SMTP."""
+        with self.lock:
+            return [c.raw for c in self.messages if address in c.recipients]
 
     def wait_for(self, address: str, count: int = 1, timeout: float = 10.0) -> list[EmailMessage]:
         """The first ``count`` messages to ``address``, waiting for them to arrive."""

@@ -17,7 +17,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.serve_support import SECRET, SECRET_ENV, Server, SmtpSink, start_server, write_config
+from tests.mailcheck import HOSTILE_NAMES, one_mailbox
+from tests.serve_support import (
+    SECRET,
+    SECRET_ENV,
+    Server,
+    SmtpSink,
+    link_in,
+    start_server,
+    subscribe,
+    write_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +42,35 @@ def server(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink) -> Iterator
     running = start_server(
         directory,
         smtp,
+        extra="rate_limit_client = 1000",
         args=("--header-timeout", "1", "--keep-alive", "1", "--max-connections", "100"),
     )
     yield running
     running.stop()
+
+
+# --- point 7: a display name never adds a mailbox ----------------------------------------
+
+
+def test_hostile_names_in_the_confirmation_and_already_subscribed_mails(server: Server) -> None:
+    names = [n for n in HOSTILE_NAMES if "\n" not in n and "\r" not in n]
+    with server.client() as client:
+        for number, name in enumerate(names):
+            address = f"hostile{number}@example.com"
+            assert subscribe(client, address, name=name).status_code == 200
+            server.smtp.wait_for(address)
+            (raw,) = server.smtp.raw_to(address)
+            assert one_mailbox(raw, "To")[1] == address
+            assert one_mailbox(raw, "From")[1] == "newsletter@kcrush.com"
+        # Confirmed, then the form again: the "already subscribed" mail, same name.
+        address = "hostile0@example.com"
+        mail = server.smtp.wait_for(address)[0]
+        assert client.get(link_in(mail, "confirm")).status_code == 200
+        assert subscribe(client, address, name=names[0]).status_code == 200
+        notice = server.smtp.wait_for(address, count=2)[1]
+        assert notice["Subject"].startswith("You are already subscribed")
+        raw = server.smtp.raw_to(address)[1]
+        assert one_mailbox(raw, "To")[1] == address
 
 
 # --- point 12: no redirect to the Host header --------------------------------------------
