@@ -73,6 +73,40 @@ def test_hostile_names_in_the_confirmation_and_already_subscribed_mails(server: 
         assert one_mailbox(raw, "To")[1] == address
 
 
+# --- point 9: no mail bomb, no lock-out through the form ----------------------------------
+
+
+def test_the_form_cannot_flood_a_mailbox_nor_lock_its_owner_out(
+    tmp_path: Path, smtp: SmtpSink
+) -> None:
+    # Clients told apart by X-Forwarded-For from a trusted proxy, as behind nginx.
+    server = start_server(
+        tmp_path,
+        smtp,
+        extra='rate_limit_client = 10\nrate_limit_address = 3\ntrusted_proxies = ["127.0.0.1"]',
+    )
+    try:
+        for client_number in range(5):
+            headers = {"X-Forwarded-For": f"203.0.113.{client_number + 1}"}
+            with server.client(headers=headers) as client:
+                for n in range(10):
+                    address = f"Victim+{client_number}-{n}@Example.com"
+                    assert subscribe(client, address).status_code == 200
+        with server.client(headers={"X-Forwarded-For": "203.0.113.99"}) as attacker:
+            for _ in range(3):
+                assert subscribe(attacker, "victim@example.com").status_code == 200
+        # The owner, from a client of their own, right after: answered as always.
+        with server.client(headers={"X-Forwarded-For": "198.51.100.7"}) as owner:
+            assert subscribe(owner, "victim@example.com").status_code == 200
+        time.sleep(1.0)  # let every mail that was sent arrive
+        to_mailbox = [c for c in smtp.messages if any("victim" in r.lower() for r in c.recipients)]
+        assert len(to_mailbox) == 3  # rate_limit_address, not 50
+        # What is stored is the address as given, plus-tag and case kept.
+        assert server.subscriber("Victim+0-0@example.com").email == "Victim+0-0@example.com"  # type: ignore[union-attr]
+    finally:
+        server.stop()
+
+
 # --- point 12: no redirect to the Host header --------------------------------------------
 
 

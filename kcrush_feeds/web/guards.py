@@ -33,6 +33,10 @@ CSRF_TTL = 24 * 3600  # seconds a form stays usable: a tab left open over lunch 
 HONEYPOT_FIELD = "website"  # invisible to people; bots fill every field they see
 ONE_CLICK = ("List-Unsubscribe", "One-Click")  # RFC 8058 section 3.1: the exact body
 MAX_FIELDS = 64  # form fields per request: the biggest form has a few categories
+# Confirmation mails one mailbox gets in a day, whoever asks for them and from where: the
+# form must not be a way to flood someone's inbox.
+MAILS_PER_MAILBOX_PER_DAY = 5
+DAY = 24 * 3600.0
 
 # Security headers on every answer. Tokens travel in URLs, so no Referer may carry them
 # away; the pages need nothing but their own inline style.
@@ -247,6 +251,40 @@ def token_of(request: Request, form: FormData | None = None) -> str:
     if from_query and from_form and from_query != from_form:
         return ""
     return from_query or from_form
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox an address delivers to, for counting only (the address is stored as
+    given): case folded, and a ``+tag`` dropped from the local part, so that
+    ``Victim+1@Example.com`` and ``victim@example.com`` count as one mailbox."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at:
+        return address.strip().lower()
+    base = local.split("+", 1)[0] or local  # "+tag@x" alone is a local part of its own
+    return f"{base.lower()}@{domain.lower()}"
+
+
+class MailboxLimit:
+    """How many confirmation mails a mailbox may get: ``limit`` per ``window``, and
+    ``per_day`` per day. Over either, the form still answers as always and nothing is
+    sent: the mails sent before carry a working link, and the owner is never told to
+    wait (429) because someone else used the form with their address."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        per_day: int = MAILS_PER_MAILBOX_PER_DAY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._short = SlidingWindow(limit, window, clock=clock)
+        self._day = SlidingWindow(per_day, DAY, clock=clock)
+
+    def allow(self, address: str) -> bool:
+        """Count one mail to ``address``'s mailbox; False if it must not be sent."""
+        key = mailbox_key(address)
+        return self._short.hit(key) is None and self._day.hit(key) is None
 
 
 def client_key(request: Request) -> str:

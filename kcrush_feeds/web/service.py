@@ -29,7 +29,7 @@ from kcrush_feeds.digest.sections import Catalogue
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions import subscribers
 from kcrush_feeds.web import guards
-from kcrush_feeds.web.guards import Csrf, SlidingWindow
+from kcrush_feeds.web.guards import Csrf, MailboxLimit, SlidingWindow
 from kcrush_feeds.web.mail import Mailer, Mails
 from kcrush_feeds.web.pages import Pages, root, template_environment
 
@@ -64,7 +64,7 @@ class Service:
     catalogue: Catalogue = field(init=False)
     csrf: Csrf = field(init=False)
     by_client: SlidingWindow = field(init=False)
-    by_address: SlidingWindow = field(init=False)
+    by_mailbox: MailboxLimit = field(init=False)
     list_name: str = field(init=False)
     base_url: str = field(init=False)
     pages: Pages = field(init=False)
@@ -78,7 +78,7 @@ class Service:
         self.csrf = Csrf(self.secret)
         window = self.settings.rate_limit_window.total_seconds()
         self.by_client = SlidingWindow(self.settings.rate_limit_client, window)
-        self.by_address = SlidingWindow(self.settings.rate_limit_address, window)
+        self.by_mailbox = MailboxLimit(self.settings.rate_limit_address, window)
         digest = self.config.digest
         self.list_name = (parseaddr(digest.from_addr)[0] if digest else "") or (
             f"{self.config.site.title} newsletter"
