@@ -3,7 +3,7 @@
 uvicorn closes a connection that stays idle after a response (``timeout_keep_alive``), but
 not one that never finishes sending its request headers, and it accepts connections
 without limit: a few hundred slow or silent sockets would hold every file descriptor.
-``GuardedH11Protocol`` adds the two missing limits:
+``_Guard`` adds the two missing limits:
 
 - the headers of each request must arrive within ``header_timeout`` seconds of the
   connection (or of the previous response), else the connection is closed;
@@ -20,7 +20,7 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 HEADER_TIMEOUT = 10.0  # seconds for a request's headers: a real client needs well under one
 KEEP_ALIVE = 5  # seconds an idle connection is kept after a response (uvicorn's default)
@@ -29,18 +29,24 @@ MAX_CONNECTIONS = 512  # open connections; more push out the oldest idle one
 log = logging.getLogger("kcrush_feeds.web.app")
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a header-read deadline and a connection cap."""
+class _Guard(asyncio.Protocol):
+    """The two limits, on top of uvicorn's HTTP protocol (httptools when installed, else
+    h11: ``uvicorn.protocols.http.auto``); ``_protocol`` puts them together."""
 
     header_timeout: float = HEADER_TIMEOUT
     max_connections: int = MAX_CONNECTIONS
+    # What uvicorn's protocols have (set in their __init__ / connection_made):
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    connections: set[Any]
+    cycle: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
         self._opened = time.monotonic()
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._make_room()
         self._arm()
@@ -50,11 +56,16 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         self._arm()  # the next request on this connection has the same deadline
 
-    def handle_events(self) -> None:
-        super().handle_events()
+    def handle_events(self) -> None:  # h11: a request's headers were parsed here
+        super().handle_events()  # type: ignore[misc]
+        if self._busy():
+            self._disarm()
+
+    def on_headers_complete(self) -> None:  # httptools: the same moment
+        super().on_headers_complete()  # type: ignore[misc]
         if self._busy():
             self._disarm()
 
@@ -83,7 +94,7 @@ class GuardedH11Protocol(H11Protocol):
         if excess <= 0:
             return
         idle = sorted(
-            (c for c in self.connections if isinstance(c, GuardedH11Protocol) and not c._busy()),
+            (c for c in self.connections if isinstance(c, _Guard) and not c._busy()),
             key=lambda c: c._opened,
         )
         for connection in idle[:excess]:
@@ -91,6 +102,15 @@ class GuardedH11Protocol(H11Protocol):
         if excess > len(idle):
             log.warning("%d connections open, all busy: refusing one", len(self.connections))
             self.transport.close()
+
+
+def _protocol(header_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol with ``_Guard``'s limits."""
+    return type(
+        "ServeProtocol",
+        (_Guard, AutoHTTPProtocol),
+        {"header_timeout": header_timeout, "max_connections": max_connections},
+    )
 
 
 def server(
@@ -106,11 +126,7 @@ def server(
     """A uvicorn server for ``app`` on ``host:port`` under ``root_path``, logging through
     our handlers; ``.run()`` serves until Ctrl-C or SIGTERM."""
     _adopt_logging()
-    protocol = type(
-        "ServeProtocol",
-        (GuardedH11Protocol,),
-        {"header_timeout": header_timeout, "max_connections": max_connections},
-    )
+    protocol = _protocol(header_timeout, max_connections)
     return uvicorn.Server(
         uvicorn.Config(
             app,
