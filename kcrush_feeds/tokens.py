@@ -7,6 +7,12 @@ signed for one purpose is refused for another, a changed address breaks the MAC,
 MAC is compared in constant time. Unsubscribe and preferences tokens do not expire (a
 message read a year later must still unsubscribe) and are deterministic, so a retried
 message carries the same links.
+
+A token has exactly one spelling: both parts must be canonical unpadded base64url (no
+``=``, no ``+/``, no other final character that decodes to the same bytes), the MAC
+exactly 16 bytes. A confirm token also carries a *generation* (``serve`` uses the time
+the address last unsubscribed): a link sent before an unsubscribe no longer confirms the
+address after it subscribed again.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -24,6 +32,7 @@ Purpose = Literal["unsubscribe", "preferences", "confirm"]
 PURPOSES: tuple[Purpose, ...] = ("unsubscribe", "preferences", "confirm")
 _MAC_BYTES = 16  # 128 bits: plenty against guessing, and keeps the links short
 _MAX_TOKEN = 1024
+_B64_RE = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class TokenError(KcrushError, ValueError):
@@ -35,7 +44,14 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strictly: only the url-safe alphabet, no padding, and only the canonical spelling
+    (the unused low bits of the last character zero), so one value has one spelling."""
+    if not _B64_RE.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not canonical unpadded base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not canonical unpadded base64url")
+    return data
 
 
 def _mac(secret: bytes, purpose: str, payload: str) -> bytes:
@@ -48,8 +64,26 @@ def _key(email: str) -> str:
     return email.strip().lower()
 
 
-def sign(secret: bytes, purpose: Purpose, email: str, *, expires: datetime | None = None) -> str:
-    """A token for ``purpose`` about ``email``; with ``expires``, refused after that time."""
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a verified token says: the address, and for a confirm token its generation
+    (None in a token signed before generations existed)."""
+
+    address: str
+    expires: int | None = None
+    generation: str | None = None
+
+
+def sign(
+    secret: bytes,
+    purpose: Purpose,
+    email: str,
+    *,
+    expires: datetime | None = None,
+    generation: str | None = None,
+) -> str:
+    """A token for ``purpose`` about ``email``; with ``expires``, refused after that time;
+    ``generation`` (confirm tokens) is given back by ``verify_claim``."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
     if not secret:
@@ -59,6 +93,10 @@ def sign(secret: bytes, purpose: Purpose, email: str, *, expires: datetime | Non
     body = _key(email)
     if expires is not None:
         body += f"\n{int(expires.timestamp())}"
+    if generation is not None:
+        if expires is None or "\n" in generation:
+            raise ValueError("a generation goes with an expiry, on one line")
+        body += f"\n{generation}"
     payload = _b64(body.encode("utf-8"))
     return f"{payload}.{_b64(_mac(secret, purpose, payload))}"
 
@@ -76,6 +114,18 @@ def verify(
     ``now`` is required for tokens that expire (confirm); ``email``, when given, must be the
     address the token names (case-insensitively).
     """
+    return verify_claim(secret, purpose, token, now=now, email=email).address
+
+
+def verify_claim(
+    secret: bytes,
+    purpose: Purpose,
+    token: str,
+    *,
+    now: datetime | None = None,
+    email: str | None = None,
+) -> Claim:
+    """Like ``verify``, with everything the token carries."""
     if not isinstance(token, str) or len(token) > _MAX_TOKEN or token.count(".") != 1:
         raise TokenError("this link is not valid (malformed token)")
     payload, _, mac_text = token.partition(".")
@@ -84,14 +134,15 @@ def verify(
         body = _unb64(payload).decode("utf-8")
     except (binascii.Error, ValueError) as e:
         raise TokenError("this link is not valid (malformed token)") from e
-    if not hmac.compare_digest(mac, _mac(secret, purpose, payload)):
+    if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, _mac(secret, purpose, payload)):
         raise TokenError("this link is not valid (the signature does not match)")
-    address, _, expiry = body.partition("\n")
-    if expiry:
+    address, *rest = body.split("\n")
+    expiry = int(rest[0]) if rest else None
+    if expiry is not None:
         if now is None:
             raise TokenError("this link expires; no time to check it against")
-        if int(now.timestamp()) > int(expiry):
+        if int(now.timestamp()) > expiry:
             raise TokenError("this link has expired", hint="ask for a new one")
     if email is not None and _key(email) != address:
         raise TokenError("this link belongs to another address")
-    return address
+    return Claim(address, expiry, rest[1] if len(rest) > 1 else None)

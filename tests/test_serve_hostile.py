@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from kcrush_feeds import tokens
 from tests.mailcheck import HOSTILE_NAMES, one_mailbox
 from tests.serve_support import (
     SECRET,
@@ -71,6 +72,33 @@ def test_hostile_names_in_the_confirmation_and_already_subscribed_mails(server: 
         assert notice["Subject"].startswith("You are already subscribed")
         raw = server.smtp.raw_to(address)[1]
         assert one_mailbox(raw, "To")[1] == address
+
+
+# --- point 8: an old confirm link stays dead after unsubscribe and a new subscription --------
+
+
+def test_an_old_confirm_link_is_refused_after_unsubscribe_and_subscribing_again(
+    server: Server,
+) -> None:
+    address = "twice@example.com"
+    with server.client() as client:
+        assert subscribe(client, address).status_code == 200
+        old_link = link_in(server.smtp.wait_for(address)[0], "confirm")
+        assert client.get(old_link).status_code == 200
+        token = tokens.sign(SECRET.encode(), "unsubscribe", address)
+        one_click = {"List-Unsubscribe": "One-Click"}
+        assert client.post(f"/unsubscribe?token={token}", data=one_click).status_code == 200
+        # Someone (not the owner) submits the form again: pending, a new mail to the owner.
+        assert subscribe(client, address).status_code == 200
+        assert server.subscriber(address).status == "pending"  # type: ignore[union-attr]
+        new_link = link_in(server.smtp.wait_for(address, count=2)[1], "confirm")
+        # The old link, followed by whoever kept it (real clock, same second or not): refused.
+        refused = client.get(old_link)
+        assert refused.status_code == 400 and "no longer valid" in refused.text
+        assert server.subscriber(address).status == "pending"  # type: ignore[union-attr]
+        # The owner's new link confirms.
+        assert client.get(new_link).status_code == 200
+    assert server.subscriber(address).status == "active"  # type: ignore[union-attr]
 
 
 # --- point 9: no mail bomb, no lock-out through the form ----------------------------------

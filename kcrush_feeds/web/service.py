@@ -147,6 +147,10 @@ class Service:
         """The address ``token`` was signed for, or ``tokens.TokenError``."""
         return tokens.verify(self.secret, purpose, token, now=self.now())
 
+    def verify_claim(self, purpose: tokens.Purpose, token: str) -> tokens.Claim:
+        """All that ``token`` carries, or ``tokens.TokenError``."""
+        return tokens.verify_claim(self.secret, purpose, token, now=self.now())
+
     def link(self, path: str, token: str) -> str:
         """An absolute link for a mail: always from ``base_url``, never from the request."""
         return f"{self.base_url}/{path}?token={token}"
