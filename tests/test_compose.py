@@ -20,6 +20,7 @@ import pytest
 from kcrush_feeds.config import Config
 from kcrush_feeds.digest.compose import _SLOT_TEXT, DigestComposer, _Body
 from kcrush_feeds.digest.select import Digest, open_digest
+from kcrush_feeds.errors import KcrushError
 from kcrush_feeds.records.importer import import_files
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions.subscribers import Subscriber
@@ -363,3 +364,23 @@ def test_hostile_display_names_in_the_digest_are_one_mailbox(
         assert out is not None and out.recipient == address
         assert one_mailbox(out.data, "To")[1] == address
         assert one_mailbox(out.data, "From")[1] == "newsletter@kcrush.com"
+
+
+@pytest.mark.parametrize("where", ["subject", "template"])
+def test_templates_run_in_a_sandbox(
+    project: Project, digest: Digest, tmp_path: Path, where: str
+) -> None:
+    marker = tmp_path / "pwned"
+    payload = f"{{{{ cycler.__init__.__globals__.os.popen('touch {marker}').read() }}}}"
+    text = project.config_path.read_text(encoding="utf-8")
+    if where == "subject":
+        extra = f"subject = {payload!r}"
+    else:
+        project.write("mytemplates/subject.txt", payload + "\n")
+        extra = 'templates_dir = "mytemplates"'
+    project.write_config(
+        text.replace('reply_to = "editors@kcrush.com"', f'reply_to = "editors@kcrush.com"\n{extra}')
+    )
+    with pytest.raises(KcrushError, match="not allowed in a template"):
+        DigestComposer(project.config, digest, now=NOW).compose(SUBSCRIBERS["all"])
+    assert not marker.exists()
