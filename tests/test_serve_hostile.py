@@ -24,6 +24,7 @@ from tests.serve_support import (
     SECRET_ENV,
     Server,
     SmtpSink,
+    csrf_from,
     link_in,
     start_server,
     subscribe,
@@ -133,6 +134,26 @@ def test_the_form_cannot_flood_a_mailbox_nor_lock_its_owner_out(
         assert server.subscriber("Victim+0-0@example.com").email == "Victim+0-0@example.com"  # type: ignore[union-attr]
     finally:
         server.stop()
+
+
+# --- CSRF: a planted cookie gets no token ------------------------------------------------
+
+
+def test_a_planted_csrf_cookie_and_its_token_do_not_pass(server: Server) -> None:
+    # The attacker picks a cookie value, plants it in the victim's browser (a sibling
+    # domain can set cookies) and asks the form for a token that matches it.
+    planted = "A" * 32
+    with server.client(cookies={"kcrush_csrf": planted}) as attacker:
+        page = attacker.get("/subscribe")
+        assert page.status_code == 200
+        token = csrf_from(page.text)
+    # The victim's browser posts the planted cookie with that token.
+    with server.client(cookies={"kcrush_csrf": planted}) as victim:
+        answer = victim.post(
+            "/subscribe", data={"email": "planted@example.com", "csrf_token": token}
+        )
+    assert answer.status_code == 403
+    assert server.subscriber("planted@example.com") is None
 
 
 # --- point 12: no redirect to the Host header --------------------------------------------

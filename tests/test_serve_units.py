@@ -63,14 +63,20 @@ def test_sliding_window() -> None:
 
 def test_csrf_tokens() -> None:
     csrf = Csrf(b"0123456789abcdef-secret", ttl=3600)
-    nonce = Csrf.new_nonce()
+    nonce = csrf.new_nonce()
+    assert csrf.valid_nonce(nonce)
     token = csrf.token(nonce, 1000)
     assert csrf.check(nonce, token, 1000 + 3599)
     assert not csrf.check(nonce, token, 1000 + 3601)  # expired
-    assert not csrf.check(Csrf.new_nonce(), token, 1001)  # another browser's cookie
+    assert not csrf.check(csrf.new_nonce(), token, 1001)  # another browser's cookie
     assert not csrf.check(nonce, token.replace(".", ".x"), 1001)
     assert not csrf.check(None, token, 1001)
     assert not Csrf(b"another-secret-0123456").check(nonce, token, 1001)
+    # A cookie of the attacker's making (right shape, no valid signature) is refused.
+    planted = "A" * 32 + "." + "B" * 16
+    assert not csrf.valid_nonce(planted)
+    assert not csrf.check(planted, csrf.token(planted, 1000), 1001)
+    assert not csrf.valid_nonce("A" * 32)  # the old, unsigned shape
 
 
 def test_serve_refuses_to_start_without_what_it_needs(

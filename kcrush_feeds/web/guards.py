@@ -92,24 +92,42 @@ class SlidingWindow:
 
 
 class Csrf:
-    """Signed double-submit tokens: a random cookie, and a form field that is an HMAC of it.
+    """Signed double-submit tokens: a signed random cookie, and a form field that is an
+    HMAC of that cookie.
 
     A page with a form sets the cookie (``SameSite=Strict``, ``HttpOnly``) and puts
     ``ISSUED.MAC(cookie, ISSUED)`` in the form. Another site can make a browser post to us,
-    but cannot read the cookie or our pages, so it cannot produce a matching field.
+    but cannot read the cookie or our pages, so it cannot produce a matching field. The
+    cookie is ``RANDOM.MAC(RANDOM)``: only one this server made is taken, so a cookie
+    planted in the browser (from a sibling domain) with a value of the attacker's choosing
+    is replaced, not given a token.
     """
 
     def __init__(self, secret: bytes, ttl: int = CSRF_TTL) -> None:
         self._key = hmac.new(secret, b"kcrush-feeds/csrf", hashlib.sha256).digest()
+        self._cookie_key = hmac.new(secret, b"kcrush-feeds/csrf-cookie", hashlib.sha256).digest()
         self.ttl = ttl
 
-    @staticmethod
-    def new_nonce() -> str:
-        return secrets.token_urlsafe(24)
+    def _cookie_mac(self, random: str) -> str:
+        digest = hmac.new(self._cookie_key, random.encode("ascii"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:12]).decode("ascii")
 
-    @staticmethod
-    def valid_nonce(value: str | None) -> bool:
-        return value is not None and re.fullmatch(r"[A-Za-z0-9_-]{32}", value) is not None
+    def new_nonce(self) -> str:
+        """A new cookie value: random, signed by this server."""
+        random = secrets.token_urlsafe(24)
+        return f"{random}.{self._cookie_mac(random)}"
+
+    def valid_nonce(self, value: str | None) -> bool:
+        """True for a cookie value this server made."""
+        if value is None or re.fullmatch(r"[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]{16}", value) is None:
+            return False
+        random, _, mac = value.partition(".")
+        return hmac.compare_digest(mac, self._cookie_mac(random))
+
+    def nonce_for(self, request: Request) -> str:
+        """The browser's CSRF cookie if this server made it, else a new one."""
+        current = request.cookies.get(CSRF_COOKIE)
+        return current if current is not None and self.valid_nonce(current) else self.new_nonce()
 
     def _mac(self, nonce: str, issued: int) -> str:
         digest = hmac.new(self._key, f"{nonce}\n{issued}".encode(), hashlib.sha256).digest()
@@ -204,12 +222,6 @@ def middleware(settings: SubscriptionsConfig) -> list[Middleware]:
 
 
 # --- request checks --------------------------------------------------------------------------
-
-
-def csrf_nonce(request: Request) -> str:
-    """The browser's CSRF cookie if it has a good one, else a new one."""
-    current = request.cookies.get(CSRF_COOKIE)
-    return current if current is not None and Csrf.valid_nonce(current) else Csrf.new_nonce()
 
 
 def csrf_ok(csrf: Csrf, request: Request, form: FormData, now: float) -> bool:

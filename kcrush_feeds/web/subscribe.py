@@ -55,7 +55,7 @@ class Subscribe:
             "subscribe.html",
             data,
             status=status,
-            csrf_nonce=guards.csrf_nonce(request),
+            csrf_nonce=service.csrf.nonce_for(request),
             context={
                 "title": f"Subscribe to {service.list_name}",
                 "email": email,
