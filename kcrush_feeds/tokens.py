@@ -1,8 +1,12 @@
 """Signed, url-safe tokens for the links in emails: unsubscribe, preferences, confirm.
 
 A token is ``<payload>.<mac>``, both base64url without padding. The payload carries the
-address (so ``serve`` knows whom it is about) and, for tokens that expire, the expiry time;
-the MAC is HMAC-SHA256 over the purpose and the payload with the configured secret. A token
+address (so ``serve`` knows whom it is about) and, for tokens that expire, the expiry time,
+encrypted (AES-SIV, RFC 5297, with a key derived from the secret): a link shows nobody the
+address, in a URL, a proxy's log or a browser's history. AES-SIV is deterministic, so the
+same link comes out each time. An encrypted payload starts with ``z``; a payload that is
+plain base64 of the address (links sent before) starts with ``A``-``f`` and still works.
+The MAC is HMAC-SHA256 over the purpose and the payload with the configured secret. A token
 signed for one purpose is refused for another, a changed address breaks the MAC, and the
 MAC is compared in constant time. Unsubscribe and preferences tokens do not expire (a
 message read a year later must still unsubscribe) and are deterministic, so a retried
@@ -24,7 +28,11 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from kcrush_feeds.errors import KcrushError
 
@@ -33,6 +41,8 @@ PURPOSES: tuple[Purpose, ...] = ("unsubscribe", "preferences", "confirm")
 _MAC_BYTES = 16  # 128 bits: plenty against guessing, and keeps the links short
 _MAX_TOKEN = 1024
 _B64_RE = re.compile(r"[A-Za-z0-9_-]*")
+# Base64 of an ASCII first byte is A-Z or a-f: "z" cannot start a payload of the old kind.
+_ENCRYPTED = "z"
 
 
 class TokenError(KcrushError, ValueError):
@@ -52,6 +62,32 @@ def _unb64(text: str) -> bytes:
     if _b64(data) != text:
         raise ValueError("not canonical unpadded base64url")
     return data
+
+
+@lru_cache(maxsize=8)
+def _cipher(secret: bytes) -> AESSIV:
+    """AES-256-SIV under a key derived from ``secret`` (never the MAC's key itself)."""
+    key = b"".join(
+        hmac.new(secret, f"kcrush-feeds/token-key/{n}".encode(), hashlib.sha256).digest()
+        for n in (1, 2)
+    )
+    return AESSIV(key)
+
+
+def _seal(secret: bytes, purpose: str, body: str) -> str:
+    data = _cipher(secret).encrypt(body.encode("utf-8"), [purpose.encode("ascii")])
+    return _ENCRYPTED + _b64(data)
+
+
+def _open(secret: bytes, purpose: str, payload: str) -> str:
+    """The body of a payload whose MAC was checked: decrypted, or (old links) decoded."""
+    if not payload.startswith(_ENCRYPTED):
+        return _unb64(payload).decode("utf-8")
+    try:
+        data = _cipher(secret).decrypt(_unb64(payload[1:]), [purpose.encode("ascii")])
+    except InvalidTag as e:
+        raise ValueError("the payload does not decrypt") from e
+    return data.decode("utf-8")
 
 
 def _mac(secret: bytes, purpose: str, payload: str) -> bytes:
@@ -97,7 +133,7 @@ def sign(
         if expires is None or "\n" in generation:
             raise ValueError("a generation goes with an expiry, on one line")
         body += f"\n{generation}"
-    payload = _b64(body.encode("utf-8"))
+    payload = _seal(secret, purpose, body)
     return f"{payload}.{_b64(_mac(secret, purpose, payload))}"
 
 
@@ -131,11 +167,15 @@ def verify_claim(
     payload, _, mac_text = token.partition(".")
     try:
         mac = _unb64(mac_text)
-        body = _unb64(payload).decode("utf-8")
+        _unb64(payload.removeprefix(_ENCRYPTED))  # one spelling, before anything else
     except (binascii.Error, ValueError) as e:
         raise TokenError("this link is not valid (malformed token)") from e
     if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, _mac(secret, purpose, payload)):
         raise TokenError("this link is not valid (the signature does not match)")
+    try:
+        body = _open(secret, purpose, payload)
+    except (binascii.Error, ValueError) as e:
+        raise TokenError("this link is not valid (malformed token)") from e
     address, *rest = body.split("\n")
     expiry = int(rest[0]) if rest else None
     if expiry is not None:

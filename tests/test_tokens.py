@@ -105,3 +105,40 @@ def test_a_confirm_token_gives_back_its_generation() -> None:
     assert claim.expires == int(expires.timestamp())
     old = sign(SECRET, "confirm", "a@example.com", expires=expires)
     assert verify_claim(SECRET, "confirm", old, now=NOW).generation is None
+
+
+def _legacy(purpose: str, body: str) -> str:
+    """A token as links were signed before payloads were encrypted (base64 of the body)."""
+    import base64
+    import hashlib
+    import hmac
+
+    payload = base64.urlsafe_b64encode(body.encode()).rstrip(b"=").decode()
+    message = f"kcrush-feeds/{purpose}\n{payload}".encode()
+    mac = hmac.new(SECRET, message, hashlib.sha256).digest()[:16]
+    return f"{payload}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+def test_a_token_does_not_show_the_address() -> None:
+    import base64
+
+    address = "minji.kim@example.com"
+    token = sign(SECRET, "unsubscribe", address)
+    payload = token.split(".")[0]
+    for n in range(3):  # base64 of the address at any alignment
+        shifted = base64.urlsafe_b64encode(b"x" * n + address.encode()).decode()[4:20]
+        assert shifted not in payload
+    assert "minji" not in token.lower()
+    # Deterministic all the same, and each purpose looks different.
+    assert token == sign(SECRET, "unsubscribe", address)
+    assert payload != sign(SECRET, "preferences", address).split(".")[0]
+
+
+def test_links_signed_before_encryption_keep_working() -> None:
+    old = _legacy("unsubscribe", "minji.kim@example.com")
+    assert verify(SECRET, "unsubscribe", old) == "minji.kim@example.com"
+    expires = int((NOW + timedelta(days=7)).timestamp())
+    old_confirm = _legacy("confirm", f"a@example.com\n{expires}")
+    assert verify(SECRET, "confirm", old_confirm, now=NOW) == "a@example.com"
+    with pytest.raises(TokenError):
+        verify(SECRET, "preferences", old)
