@@ -170,7 +170,8 @@ def _check_proxy(value: str) -> str:
     """An IP address or network (``10.0.0.0/8``): never "*", which would let any client
     choose the address the rate limit counts."""
     try:
-        ipaddress.ip_network(value.strip(), strict=False)
+        # strict: "10.0.0.1/8" (host bits set) would silently match nothing in uvicorn.
+        ipaddress.ip_network(value.strip())
     except ValueError:
         raise ValueError(
             f"{value!r} is not an IP address or network such as '127.0.0.1' or '10.0.0.0/8'"

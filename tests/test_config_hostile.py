@@ -87,6 +87,12 @@ def test_a_duration_that_turns_a_feature_off_names_the_range(
             "subscriptions.trusted_proxies[0]",
             "IP",
         ),
+        (
+            "subscriptions",
+            'trusted_proxies = ["127.0.0.1", "10.0.0.1/8"]',
+            "subscriptions.trusted_proxies[1]",
+            "IP",
+        ),
         ("feeds", "items_per_feed = true", "feeds.items_per_feed", "expected a number"),
         ("digest", "max_items = false", "digest.max_items", "expected a number"),
         ("subscriptions", 'templates_dir = "no-such-dir"', "subscriptions.templates_dir", "not"),
@@ -135,7 +141,11 @@ def test_the_durations_that_are_fine_still_load(project: Project) -> None:
     for section, line in [
         ("smtp", 'timeout = "1h"\nretry_delay = 0.01'),
         ("schedule", 'build_every = "1s"\nmisfire_grace_time = "0s"'),
-        ("subscriptions", 'confirm_ttl = "90d"\nrate_limit_window = "1s"'),
+        (
+            "subscriptions",
+            'confirm_ttl = "90d"\nrate_limit_window = "1s"\n'
+            'trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1"]',
+        ),
     ]:
         _with(project, section, line)
     result = project.run("schedule", "--print")
