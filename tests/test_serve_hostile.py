@@ -218,6 +218,30 @@ def test_slow_header_sockets_are_closed_after_the_header_timeout(server: Server)
             s.close()
 
 
+def test_a_body_that_trickles_in_is_cut_off(server: Server) -> None:
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    try:
+        s.sendall(
+            b"POST /subscribe HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 9000\r\n\r\n"
+        )
+        closed = False
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:  # a byte every 0.2 s: never a whole body
+            try:
+                s.sendall(b"e")
+            except OSError:
+                closed = True
+                break
+            if _closed_by_peer(s):
+                closed = True
+                break
+            time.sleep(0.2)
+        assert closed, "the connection was kept open for a body that never completes"
+    finally:
+        s.close()
+
+
 def test_idle_keep_alive_connections_are_closed(server: Server) -> None:
     s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
     try:

@@ -6,7 +6,9 @@ without limit: a few hundred slow or silent sockets would hold every file descri
 ``_Guard`` adds the two missing limits:
 
 - the headers of each request must arrive within ``header_timeout`` seconds of the
-  connection (or of the previous response), else the connection is closed;
+  connection (or of the previous response), and its body within as long again after
+  the headers, else the connection is closed (a form is a few KiB: a body that trickles
+  in one byte at a time is the same attack as slow headers);
 - past ``max_connections`` open connections, the oldest idle one (no request in progress)
   is closed to make room, so a flood of idle sockets never locks out a real request.
 """
@@ -44,6 +46,7 @@ class _Guard(asyncio.Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        self._reading_body = False
         self._opened = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -61,13 +64,22 @@ class _Guard(asyncio.Protocol):
 
     def handle_events(self) -> None:  # h11: a request's headers were parsed here
         super().handle_events()  # type: ignore[misc]
-        if self._busy():
-            self._disarm()
+        self._headers_arrived()
 
     def on_headers_complete(self) -> None:  # httptools: the same moment
         super().on_headers_complete()  # type: ignore[misc]
-        if self._busy():
+        self._headers_arrived()
+
+    def _headers_arrived(self) -> None:
+        if self._busy() and not self._reading_body:
             self._disarm()
+            self._reading_body = True
+            self._header_timer = self.loop.call_later(self.header_timeout, self._body_late)
+
+    def _body_late(self) -> None:
+        self._header_timer = None
+        if self._busy() and self.cycle.more_body and not self.transport.is_closing():
+            self.transport.close()
 
     def _busy(self) -> bool:
         """A request's headers arrived and its response is not finished."""
@@ -75,6 +87,7 @@ class _Guard(asyncio.Protocol):
 
     def _arm(self) -> None:
         self._disarm()
+        self._reading_body = False
         if not self.transport.is_closing():
             self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
 
