@@ -78,7 +78,10 @@ class Service:
         self.csrf = Csrf(self.secret)
         window = self.settings.rate_limit_window.total_seconds()
         self.by_client = SlidingWindow(self.settings.rate_limit_client, window)
-        self.by_mailbox = MailboxLimit(self.settings.rate_limit_address, window)
+        limit = self.settings.rate_limit_address
+        # A day allows at least what one window does, so the window's limit stays true.
+        per_day = max(guards.MAILS_PER_MAILBOX_PER_DAY, limit)
+        self.by_mailbox = MailboxLimit(limit, window, per_day=per_day)
         digest = self.config.digest
         self.list_name = (parseaddr(digest.from_addr)[0] if digest else "") or (
             f"{self.config.site.title} newsletter"
