@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kcrush_feeds import tokens
-from kcrush_feeds.store import confirmations
+from kcrush_feeds.model import Subscriber
+from kcrush_feeds.store import subscribers as store_subscribers
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions import subscribers
 from kcrush_feeds.web import guards
@@ -122,7 +123,7 @@ class Subscribe:
             )
         else:
             expires = service.now() + service.settings.confirm_ttl
-            current = await service.db(confirmations.generation, subscriber.key)
+            current = await service.db(store_subscribers.confirm_generation, subscriber.email)
             token = tokens.sign(
                 service.secret, "confirm", subscriber.email, expires=expires, generation=current
             )
@@ -169,10 +170,10 @@ class Subscribe:
             },
         )
 
-    def _confirm(self, store: Store, claim: tokens.Claim) -> subscribers.Subscriber | None:
+    def _confirm(self, store: Store, claim: tokens.Claim) -> Subscriber | None:
         """``pending`` -> ``active`` if the link is of the address's current generation
         (runs through ``service.db``); the subscriber as it is then, None if unknown."""
-        current = confirmations.generation(store, subscribers.email_key(claim.address))
+        current = store_subscribers.confirm_generation(store, claim.address)
         if current is None:
             return None
         if not self._same_generation(claim, current):
