@@ -10,12 +10,13 @@ Most fixes run in an extension registered with feedgen's own mechanism
 (``register_extension``): its ``extend_rss``/``extend_atom`` hooks receive the lxml element
 feedgen just built for the channel or for each entry, after feedgen wrote its own children.
 Extension instances are created by feedgen without arguments, so each one is handed its
-owner (the ``FeedGenerator`` or ``FeedEntry``) right after, and reads the values to restore
-through the owner's public getters.
+owner (the ``FeedGenerator`` or ``FeedEntry``, by weak reference: no cycle keeps a feed's
+entries alive) right after, and reads the values to restore through the owner's getters.
 """
 
 from __future__ import annotations
 
+import weakref
 from datetime import datetime
 
 from feedgen.entry import FeedEntry
@@ -38,7 +39,7 @@ def new_feed(generator: str, *, rss: bool, stylesheet: str | None) -> FeedGenera
     fg = FeedGenerator()
     fg.register_extension(NAMESPACE, _FeedFixes, _EntryFixes, atom=not rss, rss=rss)
     fixes: _FeedFixes = getattr(fg, NAMESPACE)
-    fixes.owner = fg
+    fixes.owner = weakref.ref(fg)
     fixes.stylesheet = stylesheet
     # Defect: <generator> defaults to "python-feedgen", in Atom with feedgen's uri and
     # version: name ours, without either.
@@ -75,7 +76,7 @@ def add_entry(fg: FeedGenerator) -> FeedEntry:
     so entries stay in the order given (newest first)."""
     fe = fg.add_entry(order="append")
     fixes: _EntryFixes = getattr(fe, NAMESPACE)
-    fixes.owner = fe
+    fixes.owner = weakref.ref(fe)
     return fe
 
 
@@ -114,7 +115,7 @@ class _FeedFixes(BaseExtension):  # type: ignore[misc]  # feedgen has no type hi
     """The channel (RSS) or feed (Atom) hook."""
 
     def __init__(self) -> None:
-        self.owner: FeedGenerator | None = None
+        self.owner: weakref.ref[FeedGenerator] | None = None
         self.stylesheet: str | None = None
 
     def _stylesheet(self, root: etree._Element) -> None:
@@ -131,9 +132,10 @@ class _FeedFixes(BaseExtension):  # type: ignore[misc]  # feedgen has no type hi
         # Defect: it always writes a lastBuildDate (now() unless set); a feed without items
         # has none, as before (its build date would be made up).
         last_build = rss.find("channel/lastBuildDate")
-        if last_build is not None and self.owner is not None:
-            if self.owner.entry():
-                last_build.text = rfc822(self.owner.updated())
+        fg = self.owner() if self.owner is not None else None
+        if last_build is not None and fg is not None:
+            if fg.entry():
+                last_build.text = rfc822(fg.updated())
             else:
                 last_build.getparent().remove(last_build)
         return rss
@@ -147,7 +149,7 @@ class _EntryFixes(BaseEntryExtension):  # type: ignore[misc]  # feedgen has no t
     """The item (RSS) or entry (Atom) hook."""
 
     def __init__(self) -> None:
-        self.owner: FeedEntry | None = None
+        self.owner: weakref.ref[FeedEntry] | None = None
         self.updated_text: str | None = None
         self.pub_date: str | None = None
 
@@ -164,8 +166,9 @@ class _EntryFixes(BaseEntryExtension):  # type: ignore[misc]  # feedgen has no t
         # alternate link (an invalid feed). Restored from the entry's own link() data, which
         # feedgen keeps intact and writes in the same order (strict: if that ever changes,
         # fail rather than put a rel on the wrong link).
-        if self.owner is not None:
-            links = self.owner.link() or []
+        fe = self.owner() if self.owner is not None else None
+        if fe is not None:
+            links = fe.link() or []
             for element, data in zip(entry.iterchildren("link"), links, strict=True):
                 for name in _LINK_ATTRIBUTES:
                     value = data.get(name)
