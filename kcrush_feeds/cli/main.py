@@ -1,7 +1,7 @@
 """The ``kcrush-feeds`` command line: a thin layer over the library.
 
 It finds and loads the config, opens the store, calls the library and turns
-``KcrushError`` into a one-line message and the exit status PRODUCT.md promises.
+``KcrushError`` into a one-line message and the exit status the README documents.
 A traceback is shown only under ``-v``.
 """
 
@@ -9,49 +9,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import click
 
 from kcrush_feeds import __version__
-from kcrush_feeds.config import Config, find_config, load_config
+from kcrush_feeds.cli.context import App
 from kcrush_feeds.errors import EXIT_FAILED, KcrushError
-from kcrush_feeds.store.db import Store
 
 log = logging.getLogger("kcrush_feeds")
-
-
-@dataclass
-class App:
-    """What every command needs, loaded on first use."""
-
-    config_option: str | None
-    verbosity: int
-    _config: Config | None = field(default=None, init=False)
-    _store: Store | None = field(default=None, init=False)
-
-    @property
-    def config_path(self) -> Path:
-        return find_config(self.config_option)
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config(self.config_path)
-        return self._config
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            self._store = Store.open(self.config.database_path)
-        return self._store
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
 
 
 class CommandError(click.ClickException):
@@ -127,9 +93,6 @@ def setup_logging(verbosity: int) -> None:
     root.setLevel(
         logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
     )
-
-
-pass_app = click.make_pass_decorator(App)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,7 +2,7 @@
 through ``feedgen.feed.FeedGenerator`` / ``FeedEntry`` and call these helpers wherever
 feedgen's default or behaviour would change what a reader sees.
 
-Each workaround names its defect; ``tests/test_feeds_feedgen.py`` has a test for each that
+Each workaround names its defect; ``tests/feeds/test_feeds_feedgen.py`` has a test for each that
 fails without it, and a canary showing the defect is still there in the installed feedgen
 (when a canary fails after an upgrade, that workaround can go).
 
@@ -25,7 +25,7 @@ from feedgen.feed import FeedGenerator
 from lxml import etree
 
 from kcrush_feeds.feeds.entries import Channel, rfc822
-from kcrush_feeds.records.normalize import Image
+from kcrush_feeds.model import Image
 
 # The name our extension is registered under (feedgen sets it as an attribute: fg.kcrush).
 NAMESPACE = "kcrush"

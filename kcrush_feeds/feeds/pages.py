@@ -15,6 +15,7 @@ from functools import cache
 import jinja2
 from markupsafe import Markup
 
+from kcrush_feeds import templating
 from kcrush_feeds.feeds.entries import MEDIA_TYPES, Listing
 
 FORMAT_NAMES = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
@@ -26,16 +27,12 @@ def _html_escape(value: object) -> Markup:
     return Markup(html.escape(str(value)))
 
 
-# merge: templating.py -- a minimal local environment until the shared factory exists; the
-# page bytes rely on trim_blocks, lstrip_blocks and keep_trailing_newline.
+# The page bytes rely on trim_blocks, lstrip_blocks (the factory's) and keep_trailing_newline.
 @cache
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("kcrush_feeds", "templates/feeds"),
-        autoescape=jinja2.select_autoescape(["html"]),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
+    env = templating.environment(
+        templating.loader("templates/feeds"),
+        autoescape=templating.by_extension("html"),
         keep_trailing_newline=True,
         auto_reload=False,
     )
