@@ -11,10 +11,12 @@ import json
 import time
 import tracemalloc
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 
-from kcrush_feeds.errors import InputError
+from kcrush_feeds.errors import InputError, StoreError
+from kcrush_feeds.records.importer import import_files
 from kcrush_feeds.records.normalize import normalize
 from kcrush_feeds.records.readers import read_records
 from kcrush_feeds.sanitize import sanitize_html
@@ -222,7 +224,7 @@ def _costs(work: Callable[[str], object], make: Callable[[int], str], size: int)
 
 def _normalize_category(text: str) -> object:
     try:
-        return normalize(rec(categories=[text]), tz=__import__("datetime").UTC)
+        return normalize(rec(categories=[text]), tz=UTC)
     except ValueError as e:
         return e
 
@@ -258,3 +260,23 @@ def test_an_over_long_title_is_rejected_at_once(project: Project) -> None:
     result = project.run("import", str(path))
     assert f"error: {path}:1: title: is 200,000 characters; the limit is 1,000" in result.output
     assert "imported: 1 added" in result.output
+
+
+# --- a full disk: say what happened --------------------------------------------------------
+
+
+def test_a_full_store_says_what_happened_and_keeps_what_it_had(project: Project) -> None:
+    """SQLite rolls a transaction back by itself on a full disk; the old ROLLBACK on top
+    failed with "no transaction is active" and hid the reason."""
+    path = project.write("many.jsonl", "\n".join(good_lines(300)) + "\n")
+    with Store.open(project.dir / "store.db") as store:
+        pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+        store.conn.execute(f"PRAGMA max_page_count = {pages}")  # the disk is full now
+        with pytest.raises(StoreError) as info:
+            import_files(store, [str(path)], tz=UTC, now=datetime.now(UTC))
+        assert store.count_records() == 0
+    message = str(info.value)
+    assert "database or disk is full" in message
+    assert "nothing of this transaction was stored" in message
+    assert "rollback" not in message
+    assert info.value.exit_code == 1

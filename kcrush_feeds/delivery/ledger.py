@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from kcrush_feeds.delivery.smtp import Outcome, SendResult
+from kcrush_feeds.delivery.smtp import UNCERTAIN_PREFIX, Outcome, SendResult
 from kcrush_feeds.store.db import Store, from_timestamp, to_timestamp
 
 PAGE = 500  # subscribers fetched per query: memory stays flat whatever the list size
@@ -149,7 +149,11 @@ def write_results(
             (
                 d.digest_id,
                 d.subscriber_id,
-                d.result.outcome.value,
+                # An uncertain result is a deferred row whose reply says "uncertain: ...":
+                # pending, so the next run tries once more (see uncertain_ids).
+                Outcome.DEFERRED.value
+                if d.result.outcome is Outcome.UNCERTAIN
+                else d.result.outcome.value,
                 d.message_id,
                 d.result.attempts,
                 d.result.reply[:1000],
@@ -181,6 +185,17 @@ def record_results(
     """Write results in one transaction, committed (fsynced) before returning."""
     with store.transaction() as conn:
         write_results(conn, deliveries, now, max_hard_bounces=max_hard_bounces)
+
+
+def uncertain_ids(store: Store, digest_id: int) -> frozenset[int]:
+    """Subscribers whose last try for ``digest_id`` was uncertain (the reply to the final
+    dot was lost): the next try is their last."""
+    rows = store.conn.execute(
+        "SELECT subscriber_id FROM deliveries WHERE digest_id = ? AND status = 'deferred' "
+        "AND last_reply LIKE ?",
+        (digest_id, UNCERTAIN_PREFIX + "%"),
+    ).fetchall()
+    return frozenset(row[0] for row in rows)
 
 
 def digest_state(store: Store, digest_id: int) -> tuple[str, datetime | None]:
@@ -251,6 +266,13 @@ class Ledger:
         )
         self.commits += 1
         self.written += len(batch)
+
+    async def record_late(self, late: Sequence[tuple[Delivery, datetime]]) -> None:
+        """Write results a failed commit left behind, in one more transaction."""
+        batch = [(d, moment, asyncio.get_running_loop().create_future()) for d, moment in late]
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch)
+        for _, _, done in batch:
+            done.cancel()  # nobody waits on these
 
     async def aclose(self) -> None:
         if self._flusher is not None:
