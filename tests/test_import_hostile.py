@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -280,3 +281,81 @@ def test_a_full_store_says_what_happened_and_keeps_what_it_had(project: Project)
     assert "nothing of this transaction was stored" in message
     assert "rollback" not in message
     assert info.value.exit_code == 1
+
+
+# --- low points: the same id in two files; memory of rejected lines -----------------------
+
+
+def test_the_same_id_in_two_files_of_one_import_is_a_warning(project: Project) -> None:
+    first = project.write("one.jsonl", json.dumps(rec(id="x", title="First")) + "\n")
+    second = project.write(
+        "two.jsonl", good_lines(1)[0] + "\n" + json.dumps(rec(id="x", title="Second")) + "\n"
+    )
+    result = project.run("import", str(first), str(second))
+    assert result.exit_code == 0, result.output
+    assert (
+        f"warning: {second}:2: id: 'x' appeared already on {first}:1; this later record replaces it"
+    ) in result.output
+    with Store.open(project.dir / "store.db") as store:
+        assert store.get_record("x").title == "Second"  # type: ignore[union-attr]
+
+
+def test_rejected_lines_cost_the_messages_shown_not_the_file(project: Project) -> None:
+    """A million bad lines used to be a million messages in memory (249 MB)."""
+    count = 30_000
+    path = project.write("bad.jsonl", '{"title": "no url"}\n' * count)
+    with Store.open(project.dir / "store.db") as store:
+        tracemalloc.start()
+        report = import_files(store, [str(path)], tz=UTC, now=datetime.now(UTC))
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert len(report.rejected) == count  # every one is counted
+    kept = list(report.rejected)
+    assert (
+        0 < len(kept) <= 1_000
+        and str(kept[0]) == f"{path}:1: url: missing: give the absolute https:// URL"
+    )
+    assert peak < 5_000_000, peak  # 30,000 messages alone would be ~10 MB
+    result = project.run("import", str(path))
+    assert f"error: ... and {count - 200} more" in result.output
+    assert f"{count} rejected" in result.output
+
+
+# --- import --strict holds the write lock only for the final move -------------------------
+
+
+def test_strict_import_leaves_the_store_writable_while_it_reads(project: Project) -> None:
+    """A concurrent send or subscribe used to wait 30 s and fail: the whole strict run
+    was one write transaction."""
+    path = project.write("big.jsonl", "\n".join(good_lines(5_000)) + "\n")
+    db = project.dir / "store.db"
+    writes: list[str] = []
+
+    def another_writer(_: int) -> None:
+        # What a send's ledger or a subscribe POST does meanwhile: a write, no waiting.
+        conn = sqlite3.connect(db, timeout=0, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE subscribers SET name = name WHERE 0")
+            conn.execute("COMMIT")
+            writes.append("ok")
+        except sqlite3.OperationalError as e:
+            writes.append(str(e))
+        finally:
+            conn.close()
+
+    with Store.open(db) as store:
+        report = import_files(
+            store, [str(path)], tz=UTC, now=datetime.now(UTC), strict=True, progress=another_writer
+        )
+        assert report.ok and report.added == 5_000 and store.count_records() == 5_000
+    assert writes and set(writes) == {"ok"}, writes
+
+
+def test_strict_import_with_one_bad_record_stores_nothing(project: Project) -> None:
+    lines = good_lines(3_000)
+    lines[2_500] = '{"title": "no url"}'
+    path = project.write("strict.jsonl", "\n".join(lines) + "\n")
+    with Store.open(project.dir / "store.db") as store:
+        report = import_files(store, [str(path)], tz=UTC, now=datetime.now(UTC), strict=True)
+        assert report.rolled_back and report.added == 0 and store.count_records() == 0
