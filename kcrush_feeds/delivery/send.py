@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Protocol
 
@@ -63,6 +64,7 @@ from kcrush_feeds.store import deliveries
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.store.digests import completion, load_digest, mark_done
 from kcrush_feeds.subscriptions.subscribers import iter_subscribers
+from kcrush_feeds.tokens import sign_delivery, verp_sender
 from kcrush_feeds.weeks import period_of
 
 log = logging.getLogger("kcrush_feeds.delivery.send")
@@ -146,6 +148,7 @@ async def deliver(
     stop: asyncio.Event | None = None,
     progress: Callable[[int], None] | None = None,
     uncertain_before: frozenset[int] = frozenset(),
+    envelope: Callable[[Outgoing], str] | None = None,
 ) -> Tally:
     """Send ``messages`` (None = a subscriber with nothing to get: counted as skipped)
     through a pool of ``settings.concurrency`` connections, recording each result.
@@ -154,6 +157,7 @@ async def deliver(
     messages in flight finish and be recorded; the rest stay pending for the next run.
     Raises ``DeliveryError`` for a problem no retry can fix (after recording what was
     already answered), ``UnrecordedError`` when the store refused a result.
+    ``envelope`` gives each message its own envelope sender (VERP).
 
     At most ``settings.concurrency`` messages are between "sending" and "committed" at
     any time, so when a commit fails, at most one message per connection was accepted
@@ -212,7 +216,11 @@ async def deliver(
                     tally.left += 1
                     continue
                 try:
-                    result = await pool.send(message.recipient, message.data)
+                    result = await pool.send(
+                        message.recipient,
+                        message.data,
+                        sender=envelope(message) if envelope is not None else None,
+                    )
                 except SmtpUnavailable as e:
                     tally.unavailable = e.message
                     tally.left += 1
@@ -433,6 +441,7 @@ def _send(
     )
     sender = config.require_digest().from_addr
     uncertain_before = deliveries.uncertain_ids(store, digest.id)
+    envelope = verp_envelope(config, digest.id)
 
     async def run() -> Tally:
         stop = asyncio.Event()
@@ -459,6 +468,7 @@ def _send(
                     stop=stop,
                     progress=progress,
                     uncertain_before=uncertain_before,
+                    envelope=envelope,
                 )
         finally:
             restore()
@@ -494,6 +504,21 @@ def _send(
         note=note,
         failures=tuple(tally.failures),
     )
+
+
+def verp_envelope(config: Config, digest_id: int) -> Callable[[Outgoing], str] | None:
+    """With ``[bounces] address``: each message's envelope sender names its delivery
+    (``bounces+TOKEN@domain``, signed), so what comes back is tied to it. Else None."""
+    bounces = config.bounces
+    if bounces is None or bounces.address is None:
+        return None
+    address = parseaddr(bounces.address)[1]
+    secret = config.require_subscriptions().secret()
+
+    def envelope(message: Outgoing) -> str:
+        return verp_sender(address, sign_delivery(secret, digest_id, message.subscriber_id))
+
+    return envelope
 
 
 def _on_signal(name: str) -> None:
