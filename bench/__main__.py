@@ -1,4 +1,6 @@
-"""``python -m bench [--size tiny|medium|full] [--only import,build,send,render] [--repeat N]``.
+"""``python -m bench [--size tiny|medium|full] [--only GROUP,...] [--repeat N]``.
+
+Groups: startup, import, build, send, render (default: all).
 
 Generates the data (cached in ``--data-dir``), runs every measurement in a fresh
 subprocess ``--repeat`` times next to its baseline, and prints the table of medians,
@@ -16,7 +18,7 @@ from pathlib import Path
 from bench.data import DATA_VERSION
 from bench.harness import Row, load, machine, notes, table
 
-GROUPS = ("import", "build", "send", "render")
+GROUPS = ("startup", "import", "build", "send", "render")
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     for group in GROUPS:
         if group not in only:
             continue
-        if group == "import":
+        if group == "startup":
+            from bench import startup
+
+            rows += startup.rows(data / "startup", repeat)
+        elif group == "import":
             from bench import imports
 
             rows += imports.rows(sizes.records, data / "import", repeat)

@@ -3,22 +3,32 @@
 It finds and loads the config, opens the store, calls the library and turns
 ``KcrushError`` into a one-line message and the exit status PRODUCT.md promises.
 A traceback is shown only under ``-v``.
+
+Start-up time matters (every cron line, ``status`` and tab-completion pays it), so this
+module imports only click and the foundation: each command's module is imported when that
+command runs (``LazyGroup``), and the config (pydantic) and the store when a command first
+asks for them. ``--version`` and ``--help`` load neither.
 """
 
 from __future__ import annotations
 
+import errno
+import importlib
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from kcrush_feeds import __version__
-from kcrush_feeds.config import Config, find_config, load_config
-from kcrush_feeds.errors import EXIT_FAILED, KcrushError
-from kcrush_feeds.store.db import Store
+from kcrush_feeds.errors import EXIT_FAILED, EXIT_OK, KcrushError
+
+if TYPE_CHECKING:
+    from kcrush_feeds.config import Config
+    from kcrush_feeds.store.db import Store
 
 log = logging.getLogger("kcrush_feeds")
 
@@ -34,17 +44,23 @@ class App:
 
     @property
     def config_path(self) -> Path:
+        from kcrush_feeds.config import find_config
+
         return find_config(self.config_option)
 
     @property
     def config(self) -> Config:
         if self._config is None:
+            from kcrush_feeds.config import load_config
+
             self._config = load_config(self.config_path)
         return self._config
 
     @property
     def store(self) -> Store:
         if self._store is None:
+            from kcrush_feeds.store.db import Store
+
             self._store = Store.open(self.config.database_path)
         return self._store
 
@@ -70,7 +86,20 @@ class Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here when the output was buffered
+            return result
+        except BrokenPipeError:
+            # `status | head -1`: the reader has all it wanted. End quietly with 0, as
+            # other Unix tools do, and keep Python from complaining again at exit when it
+            # flushes the dead stdout.
+            _silence_stdout()
+            ctx.exit(EXIT_OK)
+        except OSError as e:
+            if e.errno != errno.EPIPE:
+                return self._unexpected(ctx, e)
+            _silence_stdout()
+            ctx.exit(EXIT_OK)
         except KcrushError as e:
             if _verbosity(ctx) > 0:
                 log.debug("traceback", exc_info=True)
@@ -80,14 +109,92 @@ class Group(click.Group):
         except KeyboardInterrupt:
             raise
         except Exception as e:
-            if _verbosity(ctx) > 0:
-                raise
-            click.echo(
-                f"error: internal error: {type(e).__name__}: {e} "
-                "(run again with -v for the traceback)",
-                err=True,
-            )
-            ctx.exit(EXIT_FAILED)
+            return self._unexpected(ctx, e)
+
+    def _unexpected(self, ctx: click.Context, e: Exception) -> Any:
+        if _verbosity(ctx) > 0:
+            raise e
+        click.echo(
+            f"error: internal error: {type(e).__name__}: {e} (run again with -v for the traceback)",
+            err=True,
+        )
+        ctx.exit(EXIT_FAILED)
+
+
+IMPORT_HELP = "Load records from files, feeds and WordPress sites."
+SCHEDULE_HELP = "Run in the foreground: build every few minutes, send at the digest time."
+# name -> (module, attribute, the one-line help `--help` lists). The line is kept here so
+# `--help` need not import every command module; test_cli checks it matches the command.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "build": ("build", "build", "Write every feed under feeds.output_dir."),
+    "import": ("records", "import_command", IMPORT_HELP),
+    "init": (
+        "init",
+        "init",
+        "Write DIRECTORY/config.toml, DIRECTORY/templates/email/ and an empty store.",
+    ),
+    "preview": (
+        "preview",
+        "preview",
+        "Write the digest that would go out now (or in --week) as .html, .txt and .eml.",
+    ),
+    "schedule": ("schedule", "schedule", SCHEDULE_HELP),
+    "send": (
+        "send",
+        "send",
+        "Send this week's digest to every active subscriber who has something in it.",
+    ),
+    "serve": (
+        "serve",
+        "serve",
+        "Serve the subscription endpoints (uvicorn) until stopped with Ctrl-C or SIGTERM.",
+    ),
+    "status": (
+        "status",
+        "status",
+        "Records per category, the newest record, the store and its schema version.",
+    ),
+    "subscribers": (
+        "subscribers",
+        "subscribers",
+        "Manage the digest's subscribers (add, update, remove, list, import, export).",
+    ),
+}
+
+
+class LazyGroup(Group):
+    """A group that imports a command's module only when that command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        if cmd_name not in COMMANDS:
+            return None
+        module_name, attribute, _ = COMMANDS[cmd_name]
+        module = importlib.import_module(f"kcrush_feeds.cli.commands.{module_name}")
+        command: click.Command = getattr(module, attribute)
+        self.commands[cmd_name] = command
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The list of commands from ``COMMANDS``, without importing any of them."""
+        rows = [(name, COMMANDS[name][2]) for name in sorted(COMMANDS)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (CliRunner): nothing to flush
+        pass
 
 
 def _verbosity(ctx: click.Context) -> int:
@@ -132,7 +239,7 @@ def setup_logging(verbosity: int) -> None:
 pass_app = click.make_pass_decorator(App)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "-c",
@@ -160,33 +267,3 @@ def main(ctx: click.Context, config_option: str | None, verbose: int, quiet: boo
     app = App(config_option, verbosity)
     ctx.obj = app
     ctx.call_on_close(app.close)
-
-
-def _register() -> None:
-    from kcrush_feeds.cli.commands import (
-        build,
-        init,
-        preview,
-        records,
-        schedule,
-        send,
-        serve,
-        status,
-        subscribers,
-    )
-
-    for command in (
-        init.init,
-        records.import_command,
-        status.status,
-        subscribers.subscribers,
-        preview.preview,
-        build.build,
-        send.send,
-        serve.serve,
-        schedule.schedule,
-    ):
-        main.add_command(command)
-
-
-_register()

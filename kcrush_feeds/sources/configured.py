@@ -20,16 +20,17 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from kcrush_feeds.config import Config, SourceConfig, secret_from_env
 from kcrush_feeds.errors import InputError, KcrushError, RecordError
 from kcrush_feeds.records.importer import ImportReport, Problem, import_files, import_records
 from kcrush_feeds.records.normalize import Record, normalize
-from kcrush_feeds.sources.feed import parse_feed
-from kcrush_feeds.sources.http import MB, HttpClient, HttpSettings
-from kcrush_feeds.sources.wordpress import CURSOR_OVERLAP, WordPressSite, format_utc, parse_gmt
 from kcrush_feeds.store.db import Store, from_timestamp, to_timestamp
+
+if TYPE_CHECKING:
+    # Imported where used: httpx and feedparser cost `status` (which lists the states) ~0.1 s.
+    from kcrush_feeds.sources.http import HttpClient, HttpSettings
 
 log = logging.getLogger("kcrush_feeds.sources.configured")
 
@@ -219,6 +220,8 @@ def import_sources(
     then shows each report itself). ``full`` re-reads WordPress sites from the start and
     withdraws what they no longer list, and ignores the ETag of feeds.
     """
+    from kcrush_feeds.sources.http import HttpClient, HttpSettings
+
     chosen = list(config_sources(config) if sources is None else sources)
     reports = []
     with HttpClient(settings or HttpSettings()) as client:
@@ -276,6 +279,13 @@ def _import_wordpress(
     client: HttpClient,
     full: bool,
 ) -> SourceReport:
+    from kcrush_feeds.sources.wordpress import (
+        CURSOR_OVERLAP,
+        WordPressSite,
+        format_utc,
+        parse_gmt,
+    )
+
     auth = None
     if source.username is not None:
         password = secret_from_env(source.password_env, f"sources ({source.label}).password_env")
@@ -344,6 +354,9 @@ def _import_feed(
     client: HttpClient,
     full: bool,
 ) -> SourceReport:
+    from kcrush_feeds.sources.feed import parse_feed
+    from kcrush_feeds.sources.wordpress import format_utc, parse_gmt
+
     etag = last_modified = content_type = None
     requests = 0
     if source.is_url:
@@ -398,6 +411,8 @@ def _import_file(source: Source, config: Config, store: Store, now: datetime) ->
 
 
 def _read_file(path: str, limit: int) -> bytes:
+    from kcrush_feeds.sources.http import MB
+
     try:
         with Path(path).open("rb") as f:
             data = f.read(limit + 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
@@ -13,7 +12,7 @@ from kcrush_feeds.digest.compose import DigestComposer, preview_subscriber
 from kcrush_feeds.digest.select import compute_digest, load_digest
 from kcrush_feeds.errors import UsageError
 from kcrush_feeds.subscriptions.subscribers import get_subscriber
-from kcrush_feeds.weeks import period_of
+from kcrush_feeds.weeks import check_period, period_of
 
 
 @click.command()
@@ -42,8 +41,11 @@ def preview(app: App, email: str | None, out: Path, week: str | None) -> None:
     config = app.config
     store = app.store
     now = clock.now()
-    if week is not None and not re.fullmatch(r"\d{4}-W\d{2}", week):
-        raise UsageError(f"--week {week!r}: expected an ISO week such as 2024-W09")
+    if week is not None:
+        try:
+            check_period(week)
+        except ValueError as e:
+            raise UsageError(f"--week {e}") from e
     period = week or period_of(now, config.site.tz)
     digest = load_digest(store, period) or compute_digest(store, config, now, period=period)
     if digest is None:

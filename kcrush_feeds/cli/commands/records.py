@@ -8,7 +8,7 @@ from typing import get_args
 import click
 
 from kcrush_feeds import clock
-from kcrush_feeds.cli.main import App, pass_app
+from kcrush_feeds.cli.main import IMPORT_HELP, App, pass_app
 from kcrush_feeds.cli.progress import progress
 from kcrush_feeds.errors import UsageError
 from kcrush_feeds.records.importer import ImportReport, import_files
@@ -18,7 +18,7 @@ from kcrush_feeds.sources.configured import Source, SourceReport, config_sources
 SHOW_AT_MOST = 200  # messages of each kind; the count of the rest is given
 
 
-@click.command("import")
+@click.command("import", short_help=IMPORT_HELP)
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
 @click.option(
     "--wordpress",

@@ -12,7 +12,7 @@ from types import FrameType
 import click
 
 from kcrush_feeds import clock
-from kcrush_feeds.cli.main import App, pass_app
+from kcrush_feeds.cli.main import SCHEDULE_HELP, App, pass_app
 from kcrush_feeds.config import Config
 from kcrush_feeds.errors import EXIT_OK, EXIT_TEMPFAIL
 from kcrush_feeds.schedule.service import (
@@ -84,7 +84,7 @@ def ledger(config: Config) -> Ledger:
     return state
 
 
-@click.command()
+@click.command(short_help=SCHEDULE_HELP)
 @click.option(
     "--print", "print_only", is_flag=True, help="Show the next run times of each job and exit."
 )
