@@ -62,3 +62,100 @@ def test_preview_of_a_week_that_does_not_exist_is_a_usage_error(
         assert "2021-W01 to 2021-W52" in result.output
     elif week != "2024-w9":
         assert "2024-W01 to 2024-W52" in result.output
+
+
+def _typo_in_a_section(project: Project) -> None:
+    text = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(
+        text.replace('categories = ["kpop-interviews"]', 'categories = ["kpop-interview"]'),
+        encoding="utf-8",
+    )
+
+
+@pytest.mark.parametrize(
+    "args", [("status",), ("status", "--json"), ("preview",), ("send", "--dry-run")], ids=" ".join
+)
+def test_a_typo_in_a_section_category_is_a_config_error(
+    project: Project, args: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.run("import", str(EXAMPLES / "records.jsonl"))
+    _typo_in_a_section(project)
+    monkeypatch.chdir(tmp_path)  # preview and --dry-run write here
+    monkeypatch.setenv("KCRUSH_FEEDS_NOW", "2024-02-27T09:00:00-08:00")
+    result = project.run(*args)
+    assert result.exit_code == 2, result.output
+    assert "digest.sections[1].categories: 'kpop-interview'" in result.output
+    assert "did you mean 'kpop-interviews'?" in result.output
+
+
+def test_a_section_may_name_a_stored_record_category(project: Project) -> None:
+    project.run("import", str(EXAMPLES / "records.jsonl"))
+    text = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(
+        text.replace('categories = ["kpop-interviews"]', 'categories = ["k-pop interviews"]'),
+        encoding="utf-8",
+    )
+    assert project.run("status").exit_code == 0
+
+
+def test_build_warns_of_a_section_typo_and_still_builds(project: Project) -> None:
+    project.run("import", str(EXAMPLES / "records.jsonl"))
+    _typo_in_a_section(project)
+    result = project.run("build")
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "did you mean 'kpop-interviews'?" in result.output
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "suggestion"),
+    [
+        ('title = "KCrush"', 'titel = "KCrush"', "site.titel", "title"),
+        (
+            'categories = ["kpop-articles"]',
+            'categorys = ["kpop-articles"]',
+            "digest.sections[0].categorys",
+            "categories",
+        ),
+        ('first_window = "7d"', 'first_windw = "7d"', "digest.first_windw", "first_window"),
+        ('from = "KCrush', 'form = "KCrush', "digest.form", "from"),
+    ],
+)
+def test_an_unknown_config_key_gets_did_you_mean(
+    project: Project, old: str, new: str, key: str, suggestion: str
+) -> None:
+    text = project.config_path.read_text(encoding="utf-8")
+    assert old in text
+    project.config_path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    result = project.run("status")
+    assert result.exit_code == 2
+    assert f"{key}: unknown key (did you mean {suggestion!r}?)" in result.output
+
+
+def test_a_missing_config_names_the_directory_and_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from kcrush_feeds.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KCRUSH_FEEDS_CONFIG", str(tmp_path / "etc" / "kcrush.toml"))
+    result = CliRunner().invoke(main, ["status"])
+    assert result.exit_code == 2
+    assert f"looked in {tmp_path / 'etc'}" in result.output
+    assert "from $KCRUSH_FEEDS_CONFIG" in result.output
+    monkeypatch.delenv("KCRUSH_FEEDS_CONFIG")
+    result = CliRunner().invoke(main, ["status"])
+    assert result.exit_code == 2
+    assert f"looked in {tmp_path}" in result.output and "./config.toml" in result.output
+
+
+def test_config_given_a_directory_gets_a_hint(project: Project) -> None:
+    from click.testing import CliRunner
+
+    from kcrush_feeds.cli.main import main
+
+    result = CliRunner().invoke(main, ["--config", str(project.dir), "status"])
+    assert result.exit_code == 2
+    assert "is a directory" in result.output
+    assert f"--config {project.dir / 'config.toml'}" in result.output

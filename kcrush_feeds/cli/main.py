@@ -51,9 +51,10 @@ class App:
     @property
     def config(self) -> Config:
         if self._config is None:
-            from kcrush_feeds.config import load_config
+            from kcrush_feeds.config import config_origin, load_config
 
-            self._config = load_config(self.config_path)
+            origin = config_origin(self.config_option)
+            self._config = load_config(self.config_path, origin=origin)
         return self._config
 
     @property
@@ -63,6 +64,18 @@ class App:
 
             self._store = Store.open(self.config.database_path)
         return self._store
+
+    def section_problems(self) -> list[str]:
+        """What is wrong with the digest sections' categories, given what the store holds."""
+        from kcrush_feeds.digest.checks import section_problems
+
+        return section_problems(self.config, (c[0] for c in self.store.category_counts()))
+
+    def check_sections(self) -> None:
+        """Raise ``ConfigError`` (exit 2) if a digest section names no known category."""
+        from kcrush_feeds.digest.checks import check_sections
+
+        check_sections(self.config, (c[0] for c in self.store.category_counts()))
 
     def close(self) -> None:
         if self._store is not None:

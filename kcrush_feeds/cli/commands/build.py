@@ -26,6 +26,9 @@ def build(app: App, prune: bool) -> None:
     from kcrush_feeds.feeds.build import build_feeds
 
     report = build_feeds(app.config, app.store, clock.now(), prune=prune)
+    # The feeds do not depend on the digest's sections: say what is wrong, build anyway.
+    for problem in app.section_problems():
+        click.echo(f"warning: {app.config.path}: {problem}", err=True)
     for name in report.stale:
         click.echo(
             f"warning: stale {name} (no feed writes it any more; build --prune removes it)",

@@ -40,6 +40,7 @@ def preview(app: App, email: str | None, out: Path, week: str | None) -> None:
     """
     config = app.config
     store = app.store
+    app.check_sections()  # a typo there would silently empty a section
     now = clock.now()
     if week is not None:
         try:

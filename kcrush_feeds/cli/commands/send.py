@@ -47,6 +47,7 @@ def send(app: App, dry_run: Path | None, test_address: str | None) -> None:
     """
     if dry_run is not None and test_address is not None:
         raise UsageError("--dry-run and --to cannot be used together")
+    app.check_sections()  # a typo there would silently empty a section
     with ExitStack() as stack:
         bar: list[Progress] = []
 

@@ -10,6 +10,7 @@ import click
 from kcrush_feeds.cli.main import App, pass_app
 from kcrush_feeds.delivery.lock import holder
 from kcrush_feeds.digest.select import last_digests
+from kcrush_feeds.errors import EXIT_USAGE
 from kcrush_feeds.sources.configured import list_states
 from kcrush_feeds.subscriptions.subscribers import count_by_status
 
@@ -23,6 +24,7 @@ def status(app: App, as_json: bool) -> None:
     tz = app.config.site.tz
     newest = store.newest_record()
     info: dict[str, Any] = {
+        "config": str(app.config.path),
         "store": str(store.path),
         "schema_version": store.schema_version,
         "records": store.count_records(),
@@ -41,8 +43,10 @@ def status(app: App, as_json: bool) -> None:
     info.update(_digest_status(app))
     info.update(_sources_status(app))
     info.update(_send_status(app))
+    info["config_problems"] = app.section_problems()
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        _fail_on_problems(info)
         return
     click.echo(f"store:    {info['store']} (schema {info['schema_version']})")
     click.echo(f"records:  {info['records']}")
@@ -56,6 +60,15 @@ def status(app: App, as_json: bool) -> None:
     _show_digest_status(info)
     _show_send_status(info)
     _show_sources_status(info)
+    _fail_on_problems(info)
+
+
+def _fail_on_problems(info: dict[str, Any]) -> None:
+    """Status is shown in full first; then a config error in the sections ends with exit 2."""
+    for problem in info["config_problems"]:
+        click.echo(f"error: {info['config']}: {problem}", err=True)
+    if info["config_problems"]:
+        raise click.exceptions.Exit(EXIT_USAGE)
 
 
 def _digest_status(app: App) -> dict[str, Any]:
