@@ -159,3 +159,14 @@ def test_config_given_a_directory_gets_a_hint(project: Project) -> None:
     assert result.exit_code == 2
     assert "is a directory" in result.output
     assert f"--config {project.dir / 'config.toml'}" in result.output
+
+
+def test_a_jsonl_line_missing_its_brace_is_reported_at_its_end(project: Project) -> None:
+    line = (EXAMPLES / "records.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    cut = line.rstrip().removesuffix("}")
+    path = project.write("cut.jsonl", line + "\n" + cut + "\n")
+    result = project.run("import", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:2: line: not valid JSON: Expecting ',' delimiter at column {len(cut) + 1}" in (
+        result.output
+    )

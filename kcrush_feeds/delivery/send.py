@@ -179,6 +179,8 @@ async def deliver(
             try:
                 result = await pool.send(message.recipient, message.data)
             except SmtpUnavailable as e:
+                if tally.unavailable is None:
+                    log.warning("%s", e.message)  # once: every sender gets the same answer
                 tally.unavailable = e.message
                 tally.left += 1
                 stop.set()
@@ -246,10 +248,16 @@ class SendReport:
 
     @property
     def exit_status(self) -> int:
-        """0 done; 75 when deliveries wait for a later run; 1 when some failed for good."""
+        """0 done; 75 when deliveries wait for a later run; 1 when every recipient refused.
+
+        A permanent refusal of single recipients (a 5xx for that address) is the list's
+        normal wear: recorded, the bounce rules applied, in the summary, and still 0
+        (PRODUCT.md, "Exit status"). 1 is for a run that could not do its job: here, when
+        nobody was served and some were refused.
+        """
         if self.pending or self.deferred:
             return EXIT_TEMPFAIL
-        if self.failed:
+        if self.failed and not self.sent:
             return EXIT_FAILED
         return EXIT_OK
 
@@ -408,7 +416,8 @@ def _send(
     complete = not (tally.stopped or tally.unavailable or tally.deferred)
     note = ""
     if tally.unavailable:
-        note = f"{tally.unavailable}; the rest waits for the next run"
+        waiting = deliveries.count_pending(store, digest.id)
+        note = f"the SMTP server could not be reached; {waiting} waiting for the next run"
     elif tally.stopped:
         note = "stopped by a signal; the rest waits for the next run"
     elif tally.deferred:

@@ -116,8 +116,9 @@ class SmtpSettings:
             host=smtp.host,
             port=smtp.port,
             tls=smtp.tls,
-            username=smtp.username,
-            password=smtp.password(),
+            # No username, or "" (PRODUCT.md): no authentication, so no password to read.
+            username=smtp.username or None,
+            password=smtp.password() if smtp.username else None,
             ca_file=ca_file,
             timeout=smtp.timeout.total_seconds(),
             concurrency=smtp.concurrency,
@@ -217,6 +218,11 @@ class SmtpPool:
             self._tls = tls_context(settings.ca_file)
         self._local_hostname = settings.local_hostname
         self._connect_failures = 0  # consecutive, over all slots
+        # Set when a connection ladder gave up: the other slots give up with the same
+        # answer for a moment, instead of each walking its own ladder of retries (and
+        # logging it). Not for ever: ``serve`` keeps its pool for days.
+        self._unavailable: SmtpUnavailable | None = None
+        self._unavailable_until = 0.0
 
     async def __aenter__(self) -> SmtpPool:
         if self._local_hostname is None:
@@ -376,7 +382,10 @@ class SmtpPool:
         """A new logged-in connection; temporary failures retried with backoff."""
         settings = self.settings
         attempt = 0
+        started = time.monotonic()
         while True:
+            if self._unavailable is not None and time.monotonic() < self._unavailable_until:
+                raise self._unavailable
             attempt += 1
             client = aiosmtplib.SMTP(
                 hostname=settings.host,
@@ -385,8 +394,10 @@ class SmtpPool:
                 use_tls=settings.tls == "tls",
                 start_tls=settings.tls == "starttls",
                 tls_context=self._tls,
-                username=settings.username,
-                password=settings.password,
+                # aiosmtplib logs in whenever a username is given, even "": AUTH against
+                # a server that offers none fails. An empty username means no login.
+                username=settings.username or None,
+                password=settings.password if settings.username else None,
                 local_hostname=self._local_hostname,
             )
             try:
@@ -411,12 +422,17 @@ class SmtpPool:
             self.stats.connect_failures += 1
             self._connect_failures += 1
             if attempt > settings.retries:
-                raise SmtpUnavailable(
-                    f"cannot connect to the SMTP server {settings.host}:{settings.port}: {failure}",
-                    hint="a later run retries what was not sent",
+                tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+                self._unavailable = SmtpUnavailable(
+                    f"cannot connect to the SMTP server {settings.host}:{settings.port} "
+                    f"({tries} over {time.monotonic() - started:.0f} s): {failure}"
                 )
+                self._unavailable_until = time.monotonic() + max(settings.retry_delay, 1.0)
+                raise self._unavailable
             delay = self.backoff(attempt)
-            log.info(
+            # One connection refused is one fact: the give-up above says it once, with the
+            # count; each try is only for -v.
+            log.debug(
                 "connecting to %s:%d: %s; retrying in %.1fs",
                 settings.host,
                 settings.port,
@@ -460,6 +476,11 @@ def _raise_if_fatal(e: BaseException, settings: SmtpSettings) -> None:
 
 
 def _describe(e: BaseException) -> str:
+    cause: BaseException | None = e
+    while cause is not None:  # aiosmtplib wraps the OSError in a long SMTPConnectError
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (is the SMTP server running, on that port?)"
+        cause = cause.__cause__ or cause.__context__
     if isinstance(e, SMTPResponseException):
         return f"{e.code} {e.message}".strip()
     if isinstance(e, SMTPTimeoutError | asyncio.TimeoutError):

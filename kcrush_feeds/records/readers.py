@@ -127,9 +127,11 @@ def _read_jsonl(name: str, stream: BinaryIO) -> Iterator[RawRecord | BadLine]:
             )
             continue
         try:
-            data = json.loads(line)
+            # Without its line break: else a line cut short is reported at "line 2,
+            # column 1" (the break), which json names as column 1 of the *next* line.
+            data = json.loads(line.rstrip("\r\n"))
         except json.JSONDecodeError as e:
-            yield BadLine(number, "line", f"not valid JSON: {e.msg} at column {e.colno}")
+            yield BadLine(number, "line", f"not valid JSON: {e.msg} at column {e.pos + 1}")
             continue
         if not isinstance(data, dict):
             yield BadLine(number, "line", "expected a JSON object {...} on each line")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -460,7 +461,8 @@ def _parse_row(record: dict[str | Any, Any], line: int, catalogue: Catalogue) ->
         categories = (
             None
             if raw_categories is None
-            else check_categories(catalogue, raw_categories.split("|"))
+            # "|" or "," between categories (PRODUCT.md): slugs contain neither.
+            else check_categories(catalogue, re.split(r"[|,]", raw_categories))
         )
     except SubscriberError as e:
         raise _RowError("categories", e.message) from e

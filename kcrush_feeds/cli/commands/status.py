@@ -85,8 +85,19 @@ def _digest_status(app: App) -> dict[str, Any]:
             "items": last.items,
             "status": last.status,
             "deliveries": last.deliveries,
+            **_waiting(app, last.period, last.status),
         },
     }
+
+
+def _waiting(app: App, period: str, status: str) -> dict[str, Any]:
+    """Who the digest has not served yet (a send that stopped, or could not connect)."""
+    if status == "done":
+        return {}
+    from kcrush_feeds.store.waiting import waiting_for
+
+    waiting = waiting_for(app.store, period)
+    return {"waiting": waiting.count, "waiting_first": list(waiting.first)}
 
 
 def _show_digest_status(info: dict[str, Any]) -> None:
@@ -98,10 +109,17 @@ def _show_digest_status(info: dict[str, Any]) -> None:
         click.echo("last digest: none yet")
         return
     deliveries = ", ".join(f"{n} {k}" for k, n in last["deliveries"].items())
+    if last.get("waiting"):
+        deliveries += f", {last['waiting']} waiting"
     click.echo(
         f"last digest: {last['period']} ({last['status']}), created {last['created'][:16]}, "
         f"{last['items']} items; deliveries: {deliveries}"
     )
+    if last.get("waiting"):
+        shown = ", ".join(last["waiting_first"])
+        more = last["waiting"] - len(last["waiting_first"])
+        click.echo(f"  waiting: {shown}" + (f" and {more} more" if more > 0 else ""))
+        click.echo("  (the next 'kcrush-feeds send' serves them)")
 
 
 def _send_status(app: App) -> dict[str, Any]:
