@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,31 @@ def test_a_jsonl_line_missing_its_brace_is_reported_at_its_end(project: Project)
     assert f"{path}:2: line: not valid JSON: Expecting ',' delimiter at column {len(cut) + 1}" in (
         result.output
     )
+
+
+def test_status_columns_line_up_for_korean_and_emoji_names(
+    project: Project, write_jsonl: Callable[..., Path]
+) -> None:
+    from wcwidth import wcswidth
+
+    names = ["K-Pop Articles", "케이팝 인터뷰", "🎤 Live", "e\u0301cole"]
+    path = write_jsonl(
+        "wide.jsonl",
+        *(
+            {
+                "url": f"https://www.kcrush.com/{i}",
+                "title": f"Story {i}",
+                "published": "2024-02-01T10:00:00Z",
+                "categories": [name],
+            }
+            for i, name in enumerate(names)
+        ),
+    )
+    assert project.run("import", str(path)).exit_code == 0
+    lines = project.run("status").output.splitlines()
+    start = lines.index("categories:") + 1
+    rows = lines[start : start + len(names)]
+    assert len(rows) == len(names) and all(r.startswith("  ") for r in rows)
+    # The count column ends in the same terminal cell on every row.
+    ends = {wcswidth(row[: row.index("  newest")]) for row in rows}
+    assert len(ends) == 1, rows

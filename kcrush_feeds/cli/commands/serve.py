@@ -41,7 +41,7 @@ def serve(app: App, host: str, port: int, root_path: str) -> None:
     import uvicorn  # local: every other command starts faster without it
 
     from kcrush_feeds import clock
-    from kcrush_feeds.web.app import create_app
+    from kcrush_feeds.web.app import check_smtp_reachable, create_app
 
     if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
         raise UsageError(f"--root-path {root_path!r}: write it as /prefix (no trailing slash)")
@@ -64,6 +64,7 @@ def serve(app: App, host: str, port: int, root_path: str) -> None:
         root_path,
         config.require_subscriptions().base_url,
     )
+    check_smtp_reachable(config)  # once, at start: say it now, not at the first subscriber
     server = uvicorn.Server(
         uvicorn.Config(
             web,

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from kcrush_feeds.cli.columns import ljust, width
 from kcrush_feeds.cli.main import App, pass_app
 from kcrush_feeds.delivery.lock import holder
 from kcrush_feeds.digest.select import last_digests
@@ -54,9 +55,10 @@ def status(app: App, as_json: bool) -> None:
         click.echo(f"newest:   {info['newest']['published'][:16]}  {newest.title}")
     if info["categories"]:
         click.echo("categories:")
-        width = max(len(c["name"]) for c in info["categories"])
+        cells = max(width(c["name"]) for c in info["categories"])
         for c in info["categories"]:
-            click.echo(f"  {c['name']:<{width}}  {c['records']:>6}  newest {c['newest'][:10]}")
+            name = ljust(c["name"], cells)
+            click.echo(f"  {name}  {c['records']:>6}  newest {c['newest'][:10]}")
     _show_digest_status(info)
     _show_send_status(info)
     _show_sources_status(info)
