@@ -36,8 +36,8 @@ def progress(
             ) as bar:
                 yield lambda done: bar.update(done)
             return
-        with _counter(label, unit, sys.stderr) as step:
-            yield step
+        with _counter(label, unit, sys.stderr) as count_step:
+            yield count_step
         return
     count = 0
     last = time.monotonic()
