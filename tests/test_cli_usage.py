@@ -199,3 +199,25 @@ def test_status_columns_line_up_for_korean_and_emoji_names(
     # The count column ends in the same terminal cell on every row.
     ends = {wcswidth(row[: row.index("  newest")]) for row in rows}
     assert len(ends) == 1, rows
+
+
+def test_records_csv_holds_the_same_records_as_records_jsonl(project: Project) -> None:
+    assert "30 added" in project.run("import", str(EXAMPLES / "records.jsonl")).output
+    again = project.run("import", str(EXAMPLES / "records.csv"))
+    assert again.exit_code == 0, again.output
+    assert "imported: 0 added, 0 updated, 30 unchanged, 0 rejected" in again.output
+
+
+def test_preview_since_gathers_the_samples_of_a_past_week(project: Project, tmp_path: Path) -> None:
+    project.run("import", str(EXAMPLES / "records.jsonl"))
+    out = tmp_path / "p"
+    plain = project.run("preview", "--week", "2024-W09", "--out", str(out))
+    assert "1 of 1 items" in plain.output
+    wide = project.run("preview", "--week", "2024-W09", "--since", "2023-01-01", "--out", str(out))
+    assert wide.exit_code == 0, wide.output
+    assert "30 of 30 items" in wide.output
+    text = (out / "digest-2024-W09.txt").read_text(encoding="utf-8")
+    assert "this week" not in text
+    assert "published from January 18, 2023 to February 26, 2024" in text
+    bad = project.run("preview", "--since", "yesterday", "--out", str(out))
+    assert bad.exit_code == 2 and "expected a date such as 2023-01-01" in bad.output
