@@ -15,7 +15,6 @@ stores are written with ``executemany`` straight into the product schema
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sqlite3
@@ -31,10 +30,6 @@ from bench.harness import Row, measure
 
 NOW = END + timedelta(days=1)
 ITEMS = 50
-
-
-def available() -> bool:
-    return importlib.util.find_spec("kcrush_feeds.feeds.build") is not None
 
 
 def prepare(data: Path, n: int) -> dict[str, Any]:
@@ -222,14 +217,6 @@ def baseline_full(params: dict[str, Any]) -> dict[str, Any]:
 
 def rows(n: int, rebuild: tuple[int, ...], data: Path, repeat: int) -> list[Row]:
     full_target = "time <= 1.50x"
-    if not available():
-        why = "not measured: build not merged"
-        out = [Row("build", f"build {n:,}: full build", target=full_target, skipped=why)]
-        out += [
-            Row("build", f"build {m:,}: no-change rebuild", target="<= 0.300 s", skipped=why)
-            for m in rebuild
-        ]
-        return out
     print(f"build: preparing a store of {n:,} records ...", file=sys.stderr, flush=True)
     params = prepare(data, n)
     base = Row("build", "  baseline: minimal lxml writer")

@@ -11,7 +11,6 @@ same headers) serialised with ``policy.SMTP``.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
@@ -27,10 +26,6 @@ from bench.harness import Row, measure
 
 NOW = END + timedelta(days=1)
 SECRET_ENV = "KCRUSH_BENCH_SECRET"
-
-
-def available() -> bool:
-    return importlib.util.find_spec("kcrush_feeds.digest.compose") is not None
 
 
 def prepare(data: Path, subscribers: int) -> dict[str, Any]:
@@ -118,8 +113,6 @@ def scratch(params: dict[str, Any]) -> dict[str, Any]:
 def rows(subscribers: int, data: Path, repeat: int) -> list[Row]:
     label = f"render {subscribers:,} subscribers, 3 selections"
     target = "time <= 0.10x"
-    if not available():
-        return [Row("render", label, target=target, skipped="not measured: digest not merged")]
     print(f"render: preparing {subscribers:,} subscribers ...", file=sys.stderr, flush=True)
     params = prepare(data, subscribers)
     # From scratch costs milliseconds a message: a tenth of the subscribers (at least 300)

@@ -11,8 +11,6 @@ with no ledger; and stdlib ``smtplib`` over one connection. Peak memory is measu
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import os
 import shutil
 import smtplib
@@ -29,12 +27,6 @@ from bench.sinks import Sink, start_aiosmtpd, start_fast_sink, start_slow_sink
 NOW = END + timedelta(days=1)
 SECRET_ENV = "KCRUSH_BENCH_SECRET"
 SENDER = "newsletter@kcrush.com"
-
-
-def available() -> bool:
-    return importlib.util.find_spec("kcrush_feeds.delivery.send") is not None and hasattr(
-        importlib.import_module("kcrush_feeds.delivery.send"), "send_digest"
-    )
 
 
 def prepare(data: Path, subscribers: int, sink: Sink, concurrency: int) -> dict[str, Any]:
@@ -181,13 +173,6 @@ def _pair(
 def rows(
     subscribers: int, memory: tuple[int, ...], data: Path, repeat: int, *, install: bool = True
 ) -> list[Row]:
-    if not available():
-        why = "not measured: send not merged"
-        return [
-            Row("send", f"send {subscribers:,} -> smtp-sink", target="time <= 1.25x", skipped=why),
-            Row("send", "send -> sink +10 ms/reply, 16 conn.", target="time <= 1.25x", skipped=why),
-            Row("send", f"send {max(memory):,}: peak memory", target="< 150 MB", skipped=why),
-        ]
     out: list[Row] = []
     sink = start_fast_sink(install=install)
     try:

@@ -1,7 +1,7 @@
 """One error hierarchy for the whole tool.
 
 Every error carries a message meant for the person at the terminal and the exit
-status the CLI should end with (see PRODUCT.md: 0 done, 1 failed, 2 usage or config
+status the CLI should end with (README.md, "Exit status": 0 done, 1 failed, 2 usage or config
 error, 75 deliveries deferred). The library raises these; only ``cli`` turns them
 into output and exit codes.
 """

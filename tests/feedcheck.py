@@ -18,7 +18,7 @@ import feedparser
 import jsonschema
 from lxml import etree
 
-from kcrush_feeds.feeds.writers import atom_id
+from kcrush_feeds.feeds.entries import atom_id
 from kcrush_feeds.records.normalize import Record
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"

@@ -15,20 +15,22 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kcrush_feeds.errors import BusyError, DeliveryError
-from kcrush_feeds.schedule.service import (
+from kcrush_feeds.schedule.jobs import digest_state
+from kcrush_feeds.schedule.plan import (
     CatchUp,
     JobOutcome,
     Ledger,
     Plan,
-    Service,
-    WallClockCronTrigger,
     catch_up,
     describe,
-    digest_state,
+    retry_time,
+)
+from kcrush_feeds.schedule.service import Service
+from kcrush_feeds.schedule.triggers import (
+    WallClockCronTrigger,
     digest_trigger,
     last_fire_time,
     next_fire_times,
-    retry_time,
 )
 from kcrush_feeds.store.db import Store
 from tests.conftest import Project

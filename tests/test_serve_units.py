@@ -9,7 +9,7 @@ import pytest
 
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions import subscribers
-from kcrush_feeds.web.app import Csrf, SlidingWindow
+from kcrush_feeds.web.guards import Csrf, SlidingWindow
 from tests.conftest import Project
 
 NOW = datetime(2024, 3, 4, 12, 0, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """The ``kcrush-feeds`` command line: a thin layer over the library.
 
 It finds and loads the config, opens the store, calls the library and turns
-``KcrushError`` into a one-line message and the exit status PRODUCT.md promises.
+``KcrushError`` into a one-line message and the exit status the README documents.
 A traceback is shown only under ``-v``.
 
 Start-up time matters (every cron line, ``status`` and tab-completion pays it), so this
@@ -17,70 +17,15 @@ import importlib
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from kcrush_feeds import __version__
+from kcrush_feeds.cli.context import App
 from kcrush_feeds.errors import EXIT_FAILED, EXIT_OK, KcrushError
 
-if TYPE_CHECKING:
-    from kcrush_feeds.config import Config
-    from kcrush_feeds.store.db import Store
-
 log = logging.getLogger("kcrush_feeds")
-
-
-@dataclass
-class App:
-    """What every command needs, loaded on first use."""
-
-    config_option: str | None
-    verbosity: int
-    _config: Config | None = field(default=None, init=False)
-    _store: Store | None = field(default=None, init=False)
-
-    @property
-    def config_path(self) -> Path:
-        from kcrush_feeds.config import find_config
-
-        return find_config(self.config_option)
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            from kcrush_feeds.config import config_origin, load_config
-
-            origin = config_origin(self.config_option)
-            self._config = load_config(self.config_path, origin=origin)
-        return self._config
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            from kcrush_feeds.store.db import Store
-
-            self._store = Store.open(self.config.database_path)
-        return self._store
-
-    def section_problems(self) -> list[str]:
-        """What is wrong with the digest sections' categories, given what the store holds."""
-        from kcrush_feeds.digest.checks import section_problems
-
-        return section_problems(self.config, (c[0] for c in self.store.category_counts()))
-
-    def check_sections(self) -> None:
-        """Raise ``ConfigError`` (exit 2) if a digest section names no known category."""
-        from kcrush_feeds.digest.checks import check_sections
-
-        check_sections(self.config, (c[0] for c in self.store.category_counts()))
-
-    def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
 
 
 class CommandError(click.ClickException):
@@ -134,13 +79,11 @@ class Group(click.Group):
         ctx.exit(EXIT_FAILED)
 
 
-IMPORT_HELP = "Load records from files, feeds and WordPress sites."
-SCHEDULE_HELP = "Run in the foreground: build every few minutes, send at the digest time."
 # name -> (module, attribute, the one-line help `--help` lists). The line is kept here so
 # `--help` need not import every command module; test_cli checks it matches the command.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "build": ("build", "build", "Write every feed under feeds.output_dir."),
-    "import": ("records", "import_command", IMPORT_HELP),
+    "import": ("records", "import_command", "Load records from files, feeds and WordPress sites."),
     "init": (
         "init",
         "init",
@@ -151,7 +94,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "preview",
         "Write the digest that would go out now (or in --week) as .html, .txt and .eml.",
     ),
-    "schedule": ("schedule", "schedule", SCHEDULE_HELP),
+    "schedule": (
+        "schedule",
+        "schedule",
+        "Run in the foreground: build every few minutes, send at the digest time.",
+    ),
     "send": (
         "send",
         "send",
@@ -247,9 +194,6 @@ def setup_logging(verbosity: int) -> None:
     root.setLevel(
         logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
     )
-
-
-pass_app = click.make_pass_decorator(App)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -41,6 +41,7 @@ from kcrush_feeds.delivery.smtp import Outcome, SendResult, SmtpPool, SmtpSettin
 from kcrush_feeds.digest.compose import DigestComposer, preview_subscriber
 from kcrush_feeds.digest.select import Digest, compute_digest, load_digest, mark_done, open_digest
 from kcrush_feeds.errors import EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, DeliveryError, UsageError
+from kcrush_feeds.signals import stop_on_signals
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions.subscribers import Subscriber, iter_subscribers
 from kcrush_feeds.weeks import period_of
@@ -273,37 +274,6 @@ class SendReport:
         return f"{text} ({self.note})" if self.note else text
 
 
-def stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
-    """SIGTERM and SIGINT set ``stop`` (finish the message in flight, record it, exit).
-
-    Returns a function that restores the previous handlers. Outside the main thread
-    (``schedule`` runs jobs in a worker thread) signals cannot be caught: a no-op.
-    """
-    loop = asyncio.get_running_loop()
-
-    def handler(signum: int) -> None:
-        if not stop.is_set():
-            log.warning(
-                "%s: finishing the messages in flight, then stopping",
-                signal.Signals(signum).name,
-            )
-        stop.set()
-
-    installed: list[int] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(signum, handler, signum)
-            installed.append(signum)
-        except (ValueError, RuntimeError, NotImplementedError):
-            pass
-
-    def restore() -> None:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
-
-    return restore
-
-
 # --- the public entry point --------------------------------------------------------------
 
 
@@ -384,10 +354,12 @@ def _send(
 
     async def run() -> Tally:
         stop = asyncio.Event()
-        restore = stop_on_signals(stop)
-        # ``schedule`` runs this in a worker thread, where signals cannot be caught: its
-        # main thread sets ``halt`` instead, watched here.
-        watcher = asyncio.create_task(_watch(halt, stop)) if halt is not None else None
+        # One stop mechanism (kcrush_feeds.signals): a signal sets a threading.Event,
+        # watched here. Under ``schedule`` this runs in a worker thread, where no handler
+        # can be installed: its main thread holds them and sets ``halt``.
+        asked = halt if halt is not None else threading.Event()
+        restore = stop_on_signals(asked, first=_on_signal)
+        watcher = asyncio.create_task(_watch(asked, stop, announce=halt is not None))
         try:
             async with Ledger(
                 store.path,
@@ -407,8 +379,7 @@ def _send(
                 )
         finally:
             restore()
-            if watcher is not None:
-                watcher.cancel()
+            watcher.cancel()
 
     tally = asyncio.run(run())
     for recipient, reply in tally.failures:
@@ -436,11 +407,16 @@ def _send(
     )
 
 
-async def _watch(halt: threading.Event, stop: asyncio.Event) -> None:
-    """Set ``stop`` once another thread sets ``halt``."""
+def _on_signal(name: str) -> None:
+    log.warning("%s: finishing the messages in flight, then stopping", name)
+
+
+async def _watch(halt: threading.Event, stop: asyncio.Event, *, announce: bool) -> None:
+    """Set ``stop`` once ``halt`` is set (by a signal, or by another thread)."""
     while not halt.is_set():
         await asyncio.sleep(0.1)
-    log.warning("stop asked for: finishing the messages in flight, then stopping")
+    if announce:  # a signal caught here was logged by ``_on_signal`` already
+        log.warning("stop asked for: finishing the messages in flight, then stopping")
     stop.set()
 
 

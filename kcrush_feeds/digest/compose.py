@@ -10,23 +10,17 @@ framed by QP soft line breaks (``=`` CRLF, which decoders remove), so no line ex
 characters and the body decodes exactly to the rendered text with the values in place.
 Assembling a message is then a few joins of bytes, not an ``EmailMessage`` per subscriber.
 
-Headers are ASCII (RFC 2047 encoded words for a non-ASCII subject or display name); a line
-break in a name or title can never start a new header: all white space is folded to spaces
-before a header is written.
+Headers and quoted-printable come from the one mail writer, ``digest.mime``.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import html as html_lib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
-from email.headerregistry import Address
 from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from typing import Any
@@ -35,11 +29,13 @@ from urllib.parse import urlsplit
 import css_inline
 import jinja2
 
+from kcrush_feeds import templating
 from kcrush_feeds.config import Config
+from kcrush_feeds.digest.mime import address_header, fold_header, header_text, part_headers, qp
 from kcrush_feeds.digest.select import Digest, DigestItem, sections_of
 from kcrush_feeds.errors import ConfigError, KcrushError
 from kcrush_feeds.subscriptions.subscribers import Subscriber
-from kcrush_feeds.text import strip_controls, truncate
+from kcrush_feeds.text import truncate
 from kcrush_feeds.tokens import sign
 from kcrush_feeds.weeks import period_bounds
 
@@ -66,11 +62,6 @@ _SLOT_TEXT = {name: f"kcfslot{name.replace('_', '')}x" for name in SLOTS}
 _SLOT_RE = re.compile("|".join(re.escape(text) for text in _SLOT_TEXT.values()))
 _SLOT_BY_TEXT = {text: name for name, text in _SLOT_TEXT.items()}
 _SOFT_BREAK = b"=\r\n"
-_QP_LINE = 76
-_SPACE_RE = re.compile(r"\s+")
-# A display name that needs no quoting: atoms (RFC 5322 atext) separated by spaces.
-_ATOMS_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_WORD_BYTES = 45  # UTF-8 bytes in one encoded word: 60 base64 characters, a short line
 _BLANK_LINES_RE = re.compile(r"\n{3,}")
 
 
@@ -103,38 +94,7 @@ class RenderedDigest:
     html: str
 
 
-# --- quoted-printable, once ----------------------------------------------------------------
-
-
-def _qp(text: str) -> bytes:
-    """``text`` as quoted-printable with CRLF line ends; every line at most 76 characters
-    even with a soft line break (``=``) appended, so slot values can be joined on."""
-    data = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
-    lines = data.split(b"\n")
-    if any(len(line) > _QP_LINE - 1 for line in lines):
-        lines = [piece for line in lines for piece in _rewrap(line)]
-    return b"\r\n".join(lines)
-
-
-def _rewrap(line: bytes) -> list[bytes]:
-    """One encoded line as pieces of at most 75 characters plus a soft break, never cut
-    inside an ``=XX`` escape. (binascii's encoder can exceed 76 when it escapes white space
-    at the end of a line, and a line of 76 would leave no room for a joining ``=``.)"""
-    limit = _QP_LINE - 1
-    if len(line) <= limit:
-        return [line]
-    # A trailing "=" is always a soft break: an escape is "=" and two hex digits.
-    soft = line.endswith(b"=")
-    body = line[:-1] if soft else line
-    pieces = []
-    while len(body) > limit:
-        cut = limit - 1  # leave room for the "=" of the soft break
-        while body[cut - 1 : cut] == b"=" or body[cut - 2 : cut - 1] == b"=":
-            cut -= 1
-        pieces.append(body[:cut] + b"=")
-        body = body[cut:]
-    pieces.append(body + b"=" if soft else body)
-    return pieces
+# --- bodies encoded once ------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +110,10 @@ class _Body:
         slots: list[str] = []
         start = 0
         for match in _SLOT_RE.finditer(text):
-            segments.append(_qp(text[start : match.start()]))
+            segments.append(qp(text[start : match.start()]))
             slots.append(_SLOT_BY_TEXT[match.group()])
             start = match.end()
-        segments.append(_qp(text[start:]))
+        segments.append(qp(text[start:]))
         return cls(tuple(segments), tuple(slots))
 
     def fill(self, values: Mapping[str, bytes]) -> bytes:
@@ -207,23 +167,11 @@ def template_dirs(config: Config) -> list[Path]:
 def make_environment(config: Config) -> tuple[jinja2.Environment, jinja2.Environment]:
     """(HTML environment with autoescaping, text environment), both StrictUndefined; the
     configured templates directory first, the built-in templates for any file it lacks."""
-    loader = jinja2.ChoiceLoader(
-        [
-            *(jinja2.FileSystemLoader(str(d)) for d in template_dirs(config)),
-            jinja2.PackageLoader("kcrush_feeds", "templates/email"),
-        ]
-    )
+    templates = templating.loader("templates/email", template_dirs(config))
     tz = config.site.tz
     envs = []
     for autoescape in (True, False):
-        env = jinja2.Environment(
-            loader=loader,
-            autoescape=autoescape,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=True,
-        )
+        env = templating.environment(templates, autoescape=autoescape, keep_trailing_newline=True)
         env.filters["shortdate"] = lambda moment: _shortdate(moment, tz)
         env.filters["longdate"] = lambda moment: _longdate(moment, tz)
         envs.append(env)
@@ -244,49 +192,6 @@ def _render(
         ) from e
     except jinja2.TemplateNotFound as e:
         raise TemplateError(f"{name}: template not found") from e
-
-
-# --- headers -----------------------------------------------------------------------------
-
-
-def header_text(value: str) -> str:
-    """A header value on one line: control characters dropped, all white space one space."""
-    cleaned, _ = strip_controls(value)
-    return _SPACE_RE.sub(" ", cleaned).strip()
-
-
-def _fold(name: str, value: str) -> bytes:
-    """``Name: value`` CRLF, folded and RFC 2047-encoded as needed (7-bit)."""
-    # Through the header factory: policy.fold() alone leaves a short value unencoded.
-    folded: str = policy.SMTP.header_factory(name, header_text(value)).fold(policy=policy.SMTP)
-    return folded.encode("ascii")
-
-
-def _address_header(header: str, name: str, address: str) -> bytes:
-    """``To:``-style header for one mailbox: the display name as atoms, a quoted string,
-    or RFC 2047 encoded words (base64, folded), the address as given (ASCII).
-
-    Written by hand because it runs once per subscriber: the email package's header
-    objects cost a millisecond each. (Never re-parse an encoded name: "Martin, Chloé"
-    would become two addresses.)
-    """
-    name = header_text(name)
-    if not name:
-        return f"{header}: {address}\r\n".encode("ascii")
-    if name.isascii():
-        if _ATOMS_RE.fullmatch(name):
-            phrase = name
-        else:
-            phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        return f"{header}: {phrase} <{address}>\r\n".encode("ascii")
-    encoded = name.encode("utf-8")
-    if len(encoded) <= _WORD_BYTES:  # the usual case: one encoded word
-        word = b"=?utf-8?b?" + base64.b64encode(encoded) + b"?="
-        return header.encode() + b": " + word + b" <" + address.encode() + b">\r\n"
-    # A long name: several encoded words, folded; the email package does it by the book.
-    value = policy.SMTP.header_factory(header, [Address(display_name=name, addr_spec=address)])
-    folded: str = value.fold(policy=policy.SMTP)
-    return folded.encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,16 +229,16 @@ class DigestComposer:
             f"{config.site.title} Weekly <weekly.{site_host.removeprefix('www.')}>"
         )
         head = [
-            _fold("Date", format_datetime(now.astimezone(self._tz).replace(microsecond=0))),
-            _address_header("From", from_name, from_addr),
+            fold_header("Date", format_datetime(now.astimezone(self._tz).replace(microsecond=0))),
+            address_header("From", from_name, from_addr),
         ]
         self._common_head = b"".join(head)
         after_to = []
         if settings.reply_to:
             reply_name, reply_addr = parseaddr(settings.reply_to)
-            after_to.append(_address_header("Reply-To", reply_name, reply_addr))
+            after_to.append(address_header("Reply-To", reply_name, reply_addr))
         self._after_to = b"".join(after_to)
-        self._list_id = _fold("List-Id", list_id)
+        self._list_id = fold_header("List-Id", list_id)
         self._cache: dict[tuple[str, ...], _Prepared | None] = {}
 
     # --- per selection -----------------------------------------------------------------
@@ -391,23 +296,19 @@ class DigestComposer:
         ).hexdigest()
         # "=_" cannot occur in quoted-printable text, so the boundary never clashes.
         boundary = f"=_kcf_{self.digest.period}_{selection}"
-        head = _fold("Subject", subject)
+        head = fold_header("Subject", subject)
         mime = (
             b"MIME-Version: 1.0\r\n"
             b'Content-Type: multipart/alternative; boundary="' + boundary.encode() + b'"\r\n\r\n'
             b"This is a multi-part message in MIME format.\r\n"
         )
-        part = (
-            b"\r\n--" + boundary.encode() + b"\r\n"
-            b'Content-Type: text/%s; charset="utf-8"\r\n'
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        )
+        part = b"\r\n--" + boundary.encode() + b"\r\n"
         return _Prepared(
             subject=subject,
             head=head + mime,
-            text_open=part % b"plain",
+            text_open=part + part_headers("plain") + b"\r\n",
             text=_Body.encode(text),
-            html_open=part % b"html",
+            html_open=part + part_headers("html") + b"\r\n",
             html=_Body.encode(html),
             close=b"\r\n--" + boundary.encode() + b"--\r\n",
         )
@@ -458,14 +359,14 @@ class DigestComposer:
             return None
         links = self.links(subscriber)
         values = self._values(subscriber, links)
-        text_values = {k: _qp(v) for k, v in values.items()}
-        html_values = {k: _qp(html_lib.escape(v, quote=True)) for k, v in values.items()}
+        text_values = {k: qp(v) for k, v in values.items()}
+        html_values = {k: qp(html_lib.escape(v, quote=True)) for k, v in values.items()}
         message_id = self.message_id(subscriber)
         token = links["unsubscribe_token"]
         data = b"".join(
             (
                 self._common_head,
-                _address_header("To", subscriber.name, subscriber.email),
+                address_header("To", subscriber.name, subscriber.email),
                 self._after_to,
                 b"Message-ID: " + message_id.encode("ascii") + b"\r\n",
                 self._list_id,

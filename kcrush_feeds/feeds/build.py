@@ -36,18 +36,11 @@ from typing import Any
 
 from kcrush_feeds.config import Config
 from kcrush_feeds.errors import FeedError, StoreError
+from kcrush_feeds.feeds.entries import Channel, Entry, Listing, prepare_entry
+from kcrush_feeds.feeds.formats import FORMAT_VERSION, RENDERERS
+from kcrush_feeds.feeds.opml import render_opml
+from kcrush_feeds.feeds.pages import render_index, render_xsl
 from kcrush_feeds.feeds.slugs import check_unique, name_key, slugify
-from kcrush_feeds.feeds.writers import (
-    FORMAT_VERSION,
-    RENDERERS,
-    XSL_STYLESHEET,
-    Channel,
-    Entry,
-    Listing,
-    prepare_entry,
-    render_index,
-    render_opml,
-)
 from kcrush_feeds.records.normalize import Record
 from kcrush_feeds.store.db import RECORD_COLUMNS, Store, record_from_row, to_timestamp
 
@@ -468,7 +461,7 @@ def _write_pages(config: Config, listings: list[Listing], writer: _Writer) -> No
         INDEX_NAME: render_index(
             title, site.description, site.language, OPML_NAME, f"{base}/{OPML_NAME}", listings
         ),
-        XSL_NAME: XSL_STYLESHEET,
+        XSL_NAME: render_xsl(),
     }
     for name, data in pages.items():
         writer.put(name, output_dir / name, data, inputs=None)

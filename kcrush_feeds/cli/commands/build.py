@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kcrush_feeds import clock
-from kcrush_feeds.cli.main import App, pass_app
+from kcrush_feeds.cli.context import App, pass_app
 
 
 @click.command()

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from kcrush_feeds import clock
-from kcrush_feeds.cli.main import App, pass_app
+from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.config import Config
 from kcrush_feeds.digest.compose import DigestComposer, preview_subscriber
 from kcrush_feeds.digest.select import compute_digest, load_digest

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from typing import get_args
 
 import click
 
 from kcrush_feeds import clock
-from kcrush_feeds.cli.main import IMPORT_HELP, App, pass_app
+from kcrush_feeds.cli.context import App, pass_app
+from kcrush_feeds.cli.output import echo_import_json, report_problems, show_problems
 from kcrush_feeds.cli.progress import progress
 from kcrush_feeds.errors import UsageError
 from kcrush_feeds.records.importer import ImportReport, import_files
 from kcrush_feeds.records.readers import Format
 from kcrush_feeds.sources.configured import Source, SourceReport, config_sources, import_sources
 
-SHOW_AT_MOST = 200  # messages of each kind; the count of the rest is given
 
-
-@click.command("import", short_help=IMPORT_HELP)
+@click.command("import", short_help="Load records from files, feeds and WordPress sites.")
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
 @click.option(
     "--wordpress",
@@ -93,13 +91,7 @@ def import_command(
     )
     if not files:
         if as_json:
-            click.echo(
-                json.dumps(
-                    {"sources": [source_json(r) for r in source_reports]},
-                    ensure_ascii=False,
-                    indent=2,
-                )
-            )
+            echo_import_json(None, source_reports)
         if not all(r.ok for r in source_reports):
             raise click.exceptions.Exit(1)
         return
@@ -135,64 +127,18 @@ def show_source(report: SourceReport) -> None:
     if report.error is not None:
         click.echo(f"error: {head}: {report.error}", err=True)
         return
-    for kind, problems in (("error", report.report.rejected), ("warning", report.report.warnings)):
-        for problem in problems[:SHOW_AT_MOST]:
-            click.echo(f"{kind}: {problem}", err=True)
-        if len(problems) > SHOW_AT_MOST:
-            click.echo(f"{kind}: ... and {len(problems) - SHOW_AT_MOST} more", err=True)
+    show_problems(report_problems(report.report))
     line = f"{head}: {report.summary()}"
     if report.cursor and source.kind == "wordpress":
         line += f"; newest change {report.cursor}"
     click.echo(line)
 
 
-def source_json(report: SourceReport) -> dict[str, object]:
-    r = report.report
-    return {
-        "source": report.source.label,
-        "kind": report.source.kind,
-        "url": report.source.location,
-        "ok": report.ok,
-        "error": report.error,
-        "fetched": report.fetched,
-        "requests": report.requests,
-        "pages": report.pages,
-        "not_modified": report.not_modified,
-        "added": r.added,
-        "updated": r.updated,
-        "unchanged": r.unchanged,
-        "withdrawn": report.withdrawn,
-        "restored": report.restored,
-        "rejected": [str(p) for p in r.rejected],
-        "warnings": [str(p) for p in r.warnings],
-        "cursor": report.cursor,
-    }
-
-
 def show_report(
     report: ImportReport, *, as_json: bool, sources: list[SourceReport] | None = None
 ) -> None:
     if as_json:
-        extra = {"sources": [source_json(r) for r in sources]} if sources else {}
-        click.echo(
-            json.dumps(
-                {
-                    **extra,
-                    "added": report.added,
-                    "updated": report.updated,
-                    "unchanged": report.unchanged,
-                    "rejected": [str(p) for p in report.rejected],
-                    "warnings": [str(p) for p in report.warnings],
-                    "rolled_back": report.rolled_back,
-                },
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        echo_import_json(report, sources or [])
         return
-    for kind, problems in (("error", report.rejected), ("warning", report.warnings)):
-        for problem in problems[:SHOW_AT_MOST]:
-            click.echo(f"{kind}: {problem}", err=True)
-        if len(problems) > SHOW_AT_MOST:
-            click.echo(f"{kind}: ... and {len(problems) - SHOW_AT_MOST} more", err=True)
+    show_problems(report_problems(report))
     click.echo(f"imported: {report.summary()}")

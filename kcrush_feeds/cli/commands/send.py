@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from kcrush_feeds import clock
-from kcrush_feeds.cli.main import App, pass_app
+from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.cli.progress import Progress, progress
 from kcrush_feeds.delivery.send import send_digest
 from kcrush_feeds.errors import UsageError

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from kcrush_feeds.cli.columns import ljust, width
-from kcrush_feeds.cli.main import App, pass_app
+from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.delivery.lock import holder
 from kcrush_feeds.digest.select import last_digests
 from kcrush_feeds.errors import EXIT_USAGE

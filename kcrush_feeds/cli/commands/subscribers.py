@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from kcrush_feeds import clock
-from kcrush_feeds.cli.main import App, pass_app
+from kcrush_feeds.cli.context import App, pass_app
+from kcrush_feeds.cli.output import show_problems
 from kcrush_feeds.digest.sections import Catalogue
 from kcrush_feeds.subscriptions.subscribers import (
     STATUSES,
@@ -25,7 +26,6 @@ from kcrush_feeds.subscriptions.subscribers import (
     update_subscriber,
 )
 
-SHOW_AT_MOST = 200
 _status_choice = click.Choice(STATUSES)
 
 
@@ -189,15 +189,9 @@ def import_command(app: App, file: Path, default_status: Status) -> None:
         text=text,
         default_status=default_status,
     )
-    for kind, problems in (
-        ("error", report.rejected),
-        ("warning", report.warnings),
-        ("kept", report.kept_stopped),
-    ):
-        for problem in problems[:SHOW_AT_MOST]:
-            click.echo(f"{kind}: {problem}", err=True)
-        if len(problems) > SHOW_AT_MOST:
-            click.echo(f"{kind}: ... and {len(problems) - SHOW_AT_MOST} more", err=True)
+    show_problems(
+        [("error", report.rejected), ("warning", report.warnings), ("kept", report.kept_stopped)]
+    )
     click.echo(f"subscribers: {report.summary()}")
     if not report.ok:
         raise click.exceptions.Exit(1)
