@@ -223,6 +223,7 @@ class SmtpPool:
         # logging it). Not for ever: ``serve`` keeps its pool for days.
         self._unavailable: SmtpUnavailable | None = None
         self._unavailable_until = 0.0
+        self._ladder = asyncio.Lock()  # the connect retries: one slot at a time
 
     async def __aenter__(self) -> SmtpPool:
         if self._local_hostname is None:
@@ -379,67 +380,88 @@ class SmtpPool:
         return client
 
     async def _connect(self) -> aiosmtplib.SMTP:
-        """A new logged-in connection; temporary failures retried with backoff."""
+        """A new logged-in connection; temporary failures retried with backoff.
+
+        The first try runs at once on every slot; the retries go one slot at a time (the
+        others wait for the answer), so an unreachable server is tried ``retries`` more
+        times in all, not once per slot, and said once.
+        """
         settings = self.settings
-        attempt = 0
         started = time.monotonic()
-        while True:
-            if self._unavailable is not None and time.monotonic() < self._unavailable_until:
-                raise self._unavailable
-            attempt += 1
-            client = aiosmtplib.SMTP(
-                hostname=settings.host,
-                port=settings.port,
-                timeout=settings.timeout,
-                use_tls=settings.tls == "tls",
-                start_tls=settings.tls == "starttls",
-                tls_context=self._tls,
-                # aiosmtplib logs in whenever a username is given, even "": AUTH against
-                # a server that offers none fails. An empty username means no login.
-                username=settings.username or None,
-                password=settings.password if settings.username else None,
-                local_hostname=self._local_hostname,
-            )
-            try:
-                await client.connect()
-            except SMTPAuthenticationError as e:
-                client.close()
-                if e.code >= 500:
-                    raise DeliveryError(
-                        f"the SMTP server {settings.host} refused the login of "
-                        f"{settings.username!r}: {e.code} {e.message}",
-                        hint="check smtp.username and the variable named by smtp.password_env",
-                    ) from e
-                failure = f"{e.code} {e.message}"
-            except (TimeoutError, SMTPException, OSError) as e:
-                client.close()
-                _raise_if_fatal(e, settings)
-                failure = _describe(e)
-            else:
-                self._connect_failures = 0
-                self.stats.connections += 1
-                return client
-            self.stats.connect_failures += 1
-            self._connect_failures += 1
-            if attempt > settings.retries:
-                tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
-                self._unavailable = SmtpUnavailable(
-                    f"cannot connect to the SMTP server {settings.host}:{settings.port} "
-                    f"({tries} over {time.monotonic() - started:.0f} s): {failure}"
+        client, failure = await self._connect_once()
+        if client is not None:
+            return client
+        attempt = 1
+        async with self._ladder:
+            while True:
+                if self._unavailable is not None and time.monotonic() < self._unavailable_until:
+                    raise self._unavailable
+                if self._connect_failures == 0:  # another slot got through meanwhile
+                    client, failure = await self._connect_once()
+                    if client is not None:
+                        return client
+                if attempt > settings.retries:
+                    tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+                    self._unavailable = SmtpUnavailable(
+                        f"cannot connect to the SMTP server {settings.host}:{settings.port} "
+                        f"({tries} over {time.monotonic() - started:.0f} s): {failure}"
+                    )
+                    self._unavailable_until = time.monotonic() + max(settings.retry_delay, 1.0)
+                    raise self._unavailable
+                delay = self.backoff(attempt)
+                # One connection refused is one fact: the give-up above says it once, with
+                # the count; each try is only for -v.
+                log.debug(
+                    "connecting to %s:%d: %s; retrying in %.1fs",
+                    settings.host,
+                    settings.port,
+                    failure,
+                    delay,
                 )
-                self._unavailable_until = time.monotonic() + max(settings.retry_delay, 1.0)
-                raise self._unavailable
-            delay = self.backoff(attempt)
-            # One connection refused is one fact: the give-up above says it once, with the
-            # count; each try is only for -v.
-            log.debug(
-                "connecting to %s:%d: %s; retrying in %.1fs",
-                settings.host,
-                settings.port,
-                failure,
-                delay,
-            )
-            await asyncio.sleep(delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+                client, failure = await self._connect_once()
+                if client is not None:
+                    return client
+
+    async def _connect_once(self) -> tuple[aiosmtplib.SMTP | None, str]:
+        """One connection attempt: (the client, "") or (None, why it failed)."""
+        settings = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            timeout=settings.timeout,
+            use_tls=settings.tls == "tls",
+            start_tls=settings.tls == "starttls",
+            tls_context=self._tls,
+            # aiosmtplib logs in whenever a username is given, even "": AUTH against a
+            # server that offers none fails. An empty username means no login.
+            username=settings.username or None,
+            password=settings.password if settings.username else None,
+            local_hostname=self._local_hostname,
+        )
+        try:
+            await client.connect()
+        except SMTPAuthenticationError as e:
+            client.close()
+            if e.code >= 500:
+                raise DeliveryError(
+                    f"the SMTP server {settings.host} refused the login of "
+                    f"{settings.username!r}: {e.code} {e.message}",
+                    hint="check smtp.username and the variable named by smtp.password_env",
+                ) from e
+            failure = f"{e.code} {e.message}"
+        except (TimeoutError, SMTPException, OSError) as e:
+            client.close()
+            _raise_if_fatal(e, settings)
+            failure = _describe(e)
+        else:
+            self._connect_failures = 0
+            self.stats.connections += 1
+            return client, ""
+        self.stats.connect_failures += 1
+        self._connect_failures += 1
+        return None, failure
 
 
 def _raise_if_fatal(e: BaseException, settings: SmtpSettings) -> None:
