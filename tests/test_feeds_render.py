@@ -17,7 +17,7 @@ from kcrush_feeds.feeds.jsonfeed import render_json
 from kcrush_feeds.feeds.opml import render_opml
 from kcrush_feeds.feeds.pages import render_index, render_xsl
 from kcrush_feeds.feeds.rss import render_rss
-from kcrush_feeds.records.normalize import Image, Record
+from kcrush_feeds.model import Image, Record
 from kcrush_feeds.text import strip_controls
 from tests.feedcheck import SITE, check_atom_xml, check_feed, expected_terms
 

@@ -53,13 +53,18 @@ class App:
         """What is wrong with the digest sections' categories, given what the store holds."""
         from kcrush_feeds.digest.checks import section_problems
 
-        return section_problems(self.config, (c[0] for c in self.store.category_counts()))
+        return section_problems(self.config, self._record_categories())
 
     def check_sections(self) -> None:
         """Raise ``ConfigError`` (exit 2) if a digest section names no known category."""
         from kcrush_feeds.digest.checks import check_sections
 
-        check_sections(self.config, (c[0] for c in self.store.category_counts()))
+        check_sections(self.config, self._record_categories())
+
+    def _record_categories(self) -> list[str]:
+        from kcrush_feeds.store.records import category_counts
+
+        return [name for name, _, _ in category_counts(self.store)]
 
     def close(self) -> None:
         if self._store is not None:

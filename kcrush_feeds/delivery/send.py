@@ -1,4 +1,4 @@
-"""Delivering a digest: composer -> bounded queue -> SMTP pool -> ledger, exactly once.
+"""Delivering a digest: composer -> bounded queue -> SMTP pool -> result writer, exactly once.
 
 The flow for one run::
 
@@ -6,7 +6,7 @@ The flow for one run::
       -> compose (one message at a time, in the producer)
       -> bounded queue (a few messages per connection: memory stays flat)
       -> senders (2 x smtp.concurrency tasks sharing smtp.concurrency connections)
-      -> the server answers -> the ledger commits the result -> the sender takes the next
+      -> the server answers -> the result writer commits it -> the sender takes the next
 
 Exactly once: a subscriber is pending until a ``sent`` (or ``failed``) row exists; that
 row is committed right after the server's 250, before the sender that got the 250 does
@@ -34,16 +34,25 @@ from pathlib import Path
 from typing import Protocol
 
 from kcrush_feeds.config import Config, check_email
-from kcrush_feeds.delivery import ledger as deliveries
-from kcrush_feeds.delivery.ledger import Delivery, Ledger
 from kcrush_feeds.delivery.lock import run_lock
-from kcrush_feeds.delivery.smtp import Outcome, SendResult, SmtpPool, SmtpSettings, SmtpUnavailable
+from kcrush_feeds.delivery.results import ResultWriter
+from kcrush_feeds.delivery.smtp import SmtpPool, SmtpSettings, SmtpUnavailable
 from kcrush_feeds.digest.compose import DigestComposer, preview_subscriber
-from kcrush_feeds.digest.select import Digest, compute_digest, load_digest, mark_done, open_digest
+from kcrush_feeds.digest.select import compute_digest, open_digest
 from kcrush_feeds.errors import EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, DeliveryError, UsageError
+from kcrush_feeds.model import (
+    Delivery,
+    Digest,
+    Outcome,
+    PendingSubscriber,
+    SendResult,
+    Subscriber,
+)
 from kcrush_feeds.signals import stop_on_signals
+from kcrush_feeds.store import deliveries
 from kcrush_feeds.store.db import Store
-from kcrush_feeds.subscriptions.subscribers import Subscriber, iter_subscribers
+from kcrush_feeds.store.digests import completion, load_digest, mark_done
+from kcrush_feeds.subscriptions.subscribers import iter_subscribers
 from kcrush_feeds.weeks import period_of
 
 log = logging.getLogger("kcrush_feeds.delivery.send")
@@ -51,7 +60,7 @@ log = logging.getLogger("kcrush_feeds.delivery.send")
 ENV_CRASH = "KCRUSH_FEEDS_TEST_CRASH_AFTER"
 SENDERS_PER_CONNECTION = 4  # a connection is busy while another sender waits for its commit
 QUEUE_PER_SENDER = 2  # composed messages waiting per sender
-LEDGER_LINGER = 0.002  # seconds a commit may wait for more results to share it
+RESULTS_LINGER = 0.002  # seconds a commit may wait for more results to share it
 
 
 class Outgoing(Protocol):
@@ -117,7 +126,7 @@ async def deliver(
     *,
     settings: SmtpSettings,
     sender: str,
-    ledger: Ledger,
+    writer: ResultWriter,
     digest_id: int,
     now: datetime,
     stop: asyncio.Event | None = None,
@@ -141,7 +150,7 @@ async def deliver(
     started = time.monotonic()
 
     def moment() -> datetime:
-        # ``now`` is pinned by the caller; the ledger's times advance with the run.
+        # ``now`` is pinned by the caller; the results' times advance with the run.
         return now + timedelta(seconds=time.monotonic() - started)
 
     async def produce() -> None:
@@ -196,7 +205,7 @@ async def deliver(
                 if crash:
                     crash.check(accepted, committed=False)
             number = accepted  # which 250 this was, for the crash hook after the commit
-            await ledger.record(
+            await writer.record(
                 Delivery(digest_id, message.subscriber_id, message.message_id, result), moment()
             )
             if result.sent and crash:
@@ -328,7 +337,7 @@ def _send(
         return SendReport(period, note="nothing new since the last digest: none this week")
     if digest.status == "done":
         done = deliveries.counts(store, digest.id)
-        _, finished = deliveries.digest_state(store, digest.id)
+        _, finished = completion(store, digest.id)
         when = f" on {finished.astimezone(config.site.tz):%Y-%m-%d %H:%M}" if finished else ""
         return SendReport(
             period,
@@ -361,17 +370,17 @@ def _send(
         restore = stop_on_signals(asked, first=_on_signal)
         watcher = asyncio.create_task(_watch(asked, stop, announce=halt is not None))
         try:
-            async with Ledger(
+            async with ResultWriter(
                 store.path,
                 max_hard_bounces=smtp.max_hard_bounces,
                 batch=settings.concurrency,
-                linger=LEDGER_LINGER,
-            ) as ledger:
+                linger=RESULTS_LINGER,
+            ) as writer:
                 return await deliver(
                     messages,
                     settings=settings,
                     sender=sender,
-                    ledger=ledger,
+                    writer=writer,
                     digest_id=digest.id,
                     now=now,
                     stop=stop,
@@ -420,7 +429,7 @@ async def _watch(halt: threading.Event, stop: asyncio.Event, *, announce: bool) 
     stop.set()
 
 
-def _as_subscriber(pending: deliveries.PendingSubscriber) -> Subscriber:
+def _as_subscriber(pending: PendingSubscriber) -> Subscriber:
     return Subscriber(
         id=pending.id,
         email=pending.email,

@@ -32,9 +32,8 @@ import jinja2
 from kcrush_feeds import templating
 from kcrush_feeds.config import Config
 from kcrush_feeds.digest.mime import address_header, fold_header, header_text, part_headers, qp
-from kcrush_feeds.digest.select import Digest, DigestItem, sections_of
 from kcrush_feeds.errors import ConfigError, KcrushError
-from kcrush_feeds.subscriptions.subscribers import Subscriber
+from kcrush_feeds.model import Digest, DigestItem, Subscriber, sections_of
 from kcrush_feeds.text import truncate
 from kcrush_feeds.tokens import sign
 from kcrush_feeds.weeks import period_bounds

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from urllib.parse import urlsplit
 
-from kcrush_feeds.records.normalize import Image, Record
+from kcrush_feeds.model import Image, Record
 from kcrush_feeds.sanitize import sanitize_html
 from kcrush_feeds.text import plain_text, strip_controls
 

@@ -11,11 +11,12 @@ import threading
 from datetime import datetime
 
 from kcrush_feeds.config import Config
-from kcrush_feeds.digest.select import last_digests, load_digest
 from kcrush_feeds.errors import EXIT_OK, EXIT_TEMPFAIL
-from kcrush_feeds.schedule.plan import JobOutcome, Ledger, LedgerState, Plan, Status
+from kcrush_feeds.model import DigestState
+from kcrush_feeds.schedule.plan import DigestStatus, JobOutcome, Plan, Status
 from kcrush_feeds.sources.configured import import_sources
 from kcrush_feeds.store.db import Store
+from kcrush_feeds.store.digests import digest_state
 
 log = logging.getLogger("kcrush_feeds.schedule")
 SHOW_AT_MOST = 5  # rejected records logged per source and run; the summary has the count
@@ -50,7 +51,7 @@ class ConfiguredJobs:
         return JobOutcome("ok", built.summary())
 
     def send(self, now: datetime, stop: threading.Event) -> JobOutcome:
-        """Send (or resume) this period's digest; the ledger and the send lock decide
+        """Send (or resume) this period's digest; the stored digest and the send lock decide
         whether anything is left to send (cron may have sent it already)."""
         from kcrush_feeds.delivery.send import send_digest  # lazy: aiosmtplib and the composer
 
@@ -63,10 +64,10 @@ class ConfiguredJobs:
         return JobOutcome(status, report.summary())
 
 
-def ledger(config: Config) -> Ledger:
-    """What the store's digest ledger says about a period (see ``digest_state``)."""
+def digest_status(config: Config) -> DigestStatus:
+    """What the store says about a period's digest (``store.digests.digest_state``)."""
 
-    def state(period: str) -> LedgerState:
+    def state(period: str) -> DigestState:
         with Store.open(config.database_path) as store:
             return digest_state(store, period)
 
@@ -81,11 +82,3 @@ def check_ready(config: Config, plan: Plan) -> None:
         config.require_smtp().password()
         if config.subscriptions is not None:
             config.subscriptions.secret()
-
-
-def digest_state(store: Store, period: str) -> LedgerState:
-    """What the digest ledger in ``store`` says about the digest of ``period``."""
-    digest = load_digest(store, period)
-    if digest is not None:
-        return "done" if digest.status == "done" else "sending"
-    return "missing" if next(last_digests(store), None) is not None else "empty"

@@ -5,7 +5,7 @@ Pure decisions on values: "now" and the triggers come in, nothing is fired or sl
 
 Catch-up after downtime: with the memory job store, a restarted scheduler does not know
 what it missed. ``catch_up`` computes the last digest time before "now": within
-``schedule.misfire_grace_time`` the digest runs at once (the digest ledger and the send
+``schedule.misfire_grace_time`` the digest runs at once (the stored digest status and the send
 lock decide whether that week was already sent, never this process's memory); later than
 that it is logged as missed and the next week is waited for.
 """
@@ -20,6 +20,7 @@ from typing import Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from kcrush_feeds.config import Config
+from kcrush_feeds.model import DigestState
 from kcrush_feeds.schedule.triggers import (
     WallClockCronTrigger,
     build_trigger,
@@ -114,10 +115,8 @@ class Jobs(Protocol):
         ...
 
 
-# What the digest ledger says about a period: "done", "sending" (started, not finished),
-# "missing" (no digest for it, earlier ones exist) or "empty" (no digest was ever sent).
-LedgerState = Literal["done", "sending", "missing", "empty"]
-Ledger = Callable[[str], LedgerState]
+# Where the scheduler asks what the store says about a period's digest.
+DigestStatus = Callable[[str], DigestState]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,9 +31,9 @@ from kcrush_feeds.schedule.plan import (
     BUILD,
     DIGEST,
     DIGEST_RETRY,
+    DigestStatus,
     JobOutcome,
     Jobs,
-    Ledger,
     Plan,
     catch_up,
     duration,
@@ -87,7 +87,7 @@ class Service:
         *,
         clock: Clock,
         timer: Clock,
-        ledger: Ledger | None = None,
+        digest_status: DigestStatus | None = None,
         workers: int = 2,
         retry_check: timedelta = timedelta(minutes=1),
     ) -> None:
@@ -95,7 +95,7 @@ class Service:
         self.jobs = jobs
         self.clock = clock
         self.timer = timer
-        self.ledger = ledger
+        self.digest_status = digest_status
         self.retry_check = retry_check
         self.stop = threading.Event()
         self._digest: WallClockCronTrigger | None = plan.digest
@@ -197,7 +197,9 @@ class Service:
             return True
         if decision.kind == "missed":
             assert decision.fire_time is not None and decision.period is not None
-            state = self.ledger(decision.period) if self.ledger is not None else "missing"
+            state = (
+                self.digest_status(decision.period) if self.digest_status is not None else "missing"
+            )
             when = decision.fire_time.isoformat()
             if state == "done":
                 log.info("digest: the digest of %s (%s) was sent", decision.period, when)

@@ -20,7 +20,7 @@ import jinja2
 from kcrush_feeds.config import Config
 from kcrush_feeds.digest.mime import address_header, fold_header, raw_header, text_message
 from kcrush_feeds.errors import KcrushError
-from kcrush_feeds.subscriptions.subscribers import Subscriber
+from kcrush_feeds.model import Subscriber
 
 log = logging.getLogger("kcrush_feeds.web.app")
 

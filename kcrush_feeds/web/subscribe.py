@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kcrush_feeds import tokens
+from kcrush_feeds.model import email_key
 from kcrush_feeds.subscriptions import subscribers
 from kcrush_feeds.web import guards
 from kcrush_feeds.web.guards import CSRF_FIELD, HONEYPOT_FIELD
@@ -97,7 +98,7 @@ class Subscribe:
             categories = service.chosen_categories(form)
         except subscribers.SubscriberError as e:
             return self.form(request, status=422, email=raw_email, name=raw_name, error=e.message)
-        wait = service.by_address.hit(subscribers.email_key(address))
+        wait = service.by_address.hit(email_key(address))
         if wait is not None:
             return service.pages.too_many(request, wait)
         subscriber, before = await service.db(

@@ -8,7 +8,7 @@ import click
 
 from kcrush_feeds import clock
 from kcrush_feeds.cli.context import App, pass_app
-from kcrush_feeds.schedule.jobs import ConfiguredJobs, check_ready, ledger
+from kcrush_feeds.schedule.jobs import ConfiguredJobs, check_ready, digest_status
 from kcrush_feeds.schedule.plan import Plan, describe
 from kcrush_feeds.schedule.service import Service
 
@@ -57,5 +57,5 @@ def schedule(app: App, print_only: bool, count: int) -> None:
         ConfiguredJobs(config),
         clock=clock.now,
         timer=lambda: datetime.now(UTC),
-        ledger=ledger(config),
+        digest_status=digest_status(config),
     ).run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import islice
 from typing import Any
 
 import click
@@ -10,9 +11,10 @@ import click
 from kcrush_feeds.cli.columns import ljust, width
 from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.delivery.lock import holder
-from kcrush_feeds.digest.select import last_digests
 from kcrush_feeds.errors import EXIT_USAGE
-from kcrush_feeds.sources.configured import list_states
+from kcrush_feeds.store import records as store_records
+from kcrush_feeds.store.digests import last_digests
+from kcrush_feeds.store.sources import list_states
 from kcrush_feeds.subscriptions.subscribers import count_by_status
 
 
@@ -23,12 +25,12 @@ def status(app: App, as_json: bool) -> None:
     """Records per category, the newest record, the store and its schema version."""
     store = app.store
     tz = app.config.site.tz
-    newest = store.newest_record()
+    newest = store_records.newest(store)
     info: dict[str, Any] = {
         "config": str(app.config.path),
         "store": str(store.path),
         "schema_version": store.schema_version,
-        "records": store.count_records(),
+        "records": store_records.count(store),
         "newest": None
         if newest is None
         else {
@@ -38,7 +40,7 @@ def status(app: App, as_json: bool) -> None:
         },
         "categories": [
             {"name": name, "records": count, "newest": when.astimezone(tz).isoformat()}
-            for name, count, when in store.category_counts()
+            for name, count, when in store_records.category_counts(store)
         ],
     }
     info.update(_digest_status(app))
@@ -92,14 +94,24 @@ def _digest_status(app: App) -> dict[str, Any]:
     }
 
 
+SHOW_WAITING = 10  # addresses listed; the count says how many more
+
+
 def _waiting(app: App, period: str, status: str) -> dict[str, Any]:
     """Who the digest has not served yet (a send that stopped, or could not connect)."""
     if status == "done":
         return {}
-    from kcrush_feeds.store.waiting import waiting_for
+    from kcrush_feeds.store.deliveries import count_pending, iter_pending
+    from kcrush_feeds.store.digests import load_digest
 
-    waiting = waiting_for(app.store, period)
-    return {"waiting": waiting.count, "waiting_first": list(waiting.first)}
+    digest = load_digest(app.store, period)
+    if digest is None:
+        return {}
+    first = islice(iter_pending(app.store, digest.id, page=SHOW_WAITING), SHOW_WAITING)
+    return {
+        "waiting": count_pending(app.store, digest.id),
+        "waiting_first": [pending.email for pending in first],
+    }
 
 
 def _show_digest_status(info: dict[str, Any]) -> None:
