@@ -1,6 +1,6 @@
 """``python -m bench [--size tiny|medium|full] [--only GROUP,...] [--repeat N]``.
 
-Groups: startup, import, build, send, render (default: all).
+Groups: startup, import, build, send, render, inbound (default: all).
 
 Generates the data (cached in ``--data-dir``), runs every measurement in a fresh
 subprocess ``--repeat`` times next to its baseline, and prints the table of medians,
@@ -18,7 +18,8 @@ from pathlib import Path
 from bench.data import DATA_VERSION
 from bench.harness import Row, load, machine, notes, table
 
-GROUPS = ("startup", "import", "build", "send", "render")
+GROUPS = ("startup", "import", "build", "send", "render", "inbound")
+INBOUND = {"tiny": 300, "medium": 2_000, "full": 10_000}  # DSNs in the Maildir
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import renders
 
             rows += renders.rows(sizes.subscribers, data / "render", repeat)
+        elif group == "inbound":
+            from bench import inbound
+
+            rows += inbound.rows(INBOUND[args.size], data / "inbound", repeat)
     elapsed = time.perf_counter() - started
     text = (
         f"kcrush-feeds benchmarks, size {args.size}, median of {repeat} run(s)\n"

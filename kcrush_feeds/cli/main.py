@@ -84,6 +84,11 @@ class Group(click.Group):
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "build": ("build", "build", "Write every feed under feeds.output_dir."),
     "import": ("records", "import_command", "Load records from files, feeds and WordPress sites."),
+    "inbound": (
+        "inbound",
+        "inbound",
+        "Process returned mail: bounces, complaints, unsubscribe requests.",
+    ),
     "init": (
         "init",
         "init",
