@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CODE   := kcrush_feeds tests $(wildcard bench)
 
-.PHONY: demo test lint bench clean test-deps
+.PHONY: demo serve-demo test lint bench clean test-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# The demo's mail links point at serve-demo's port; its files are served on the next one.
+DEMO_PORT ?= 8080
+
 demo: $(STAMP)
-	$(BIN)/python -m kcrush_feeds.demo examples demo-output
+	$(BIN)/python -m kcrush_feeds.demo examples demo-output --port $(DEMO_PORT)
+
+# After `make demo`: the demo subscribers' preferences and unsubscribe pages (kcrush-feeds
+# serve, with the demo's secret) and the demo's feeds, preview and pictures, on 127.0.0.1.
+serve-demo: $(STAMP)
+	$(BIN)/python -m kcrush_feeds.demo serve demo-output
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(CODE)

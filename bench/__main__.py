@@ -1,4 +1,6 @@
-"""``python -m bench [--size tiny|medium|full] [--only import,build,send,render,inbound]``.
+"""``python -m bench [--size tiny|medium|full] [--only GROUP,...] [--repeat N]``.
+
+Groups: startup, import, build, send, render, inbound (default: all).
 
 Generates the data (cached in ``--data-dir``), runs every measurement in a fresh
 subprocess ``--repeat`` times next to its baseline, and prints the table of medians,
@@ -16,7 +18,7 @@ from pathlib import Path
 from bench.data import DATA_VERSION
 from bench.harness import Row, load, machine, notes, table
 
-GROUPS = ("import", "build", "send", "render", "inbound")
+GROUPS = ("startup", "import", "build", "send", "render", "inbound")
 INBOUND = {"tiny": 300, "medium": 2_000, "full": 10_000}  # DSNs in the Maildir
 
 
@@ -61,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     for group in GROUPS:
         if group not in only:
             continue
-        if group == "import":
+        if group == "startup":
+            from bench import startup
+
+            rows += startup.rows(data / "startup", repeat)
+        elif group == "import":
             from bench import imports
 
             rows += imports.rows(sizes.records, data / "import", repeat)

@@ -8,6 +8,7 @@ the environment variable that holds them.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import math
 import os
@@ -16,7 +17,7 @@ import tomllib
 from datetime import timedelta
 from email.utils import formataddr, parseaddr
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -531,15 +532,38 @@ def find_config(explicit: str | Path | None) -> Path:
     return Path(os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
 
 
-def load_config(path: Path) -> Config:
-    """Read and validate ``path``; raise ``ConfigError`` naming file, key and problem."""
+def config_origin(explicit: str | Path | None) -> str:
+    """Where ``find_config`` took the path from, as a person would want to be told."""
+    if explicit:
+        return "given with --config"
+    if os.environ.get(ENV_CONFIG):
+        return f"from ${ENV_CONFIG}"
+    return "the default, ./config.toml"
+
+
+def load_config(path: Path, *, origin: str | None = None) -> Config:
+    """Read and validate ``path``; raise ``ConfigError`` naming file, key and problem.
+
+    ``origin`` (see ``config_origin``) says where the path came from, for the message
+    when there is no file there.
+    """
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError as e:
+        where = f"looked in {path.absolute().parent}"
+        if origin:
+            where += f"; the path is {origin}"
         raise ConfigError(
-            f"{path}: config file not found",
-            hint="create one with 'kcrush-feeds init', or pass --config FILE",
+            f"{path}: config file not found ({where})",
+            hint="create one with 'kcrush-feeds init DIR', or pass --config FILE",
+        ) from e
+    except IsADirectoryError as e:
+        inside = path / DEFAULT_CONFIG
+        raise ConfigError(
+            f"{path}: is a directory, not a config file",
+            hint=f"pass the file: --config {inside}"
+            + ("" if inside.is_file() else f" (there is no {DEFAULT_CONFIG} in it yet)"),
         ) from e
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
@@ -582,8 +606,44 @@ def _describe(error: Any) -> str:
         key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
     message = str(error["msg"])
     if error["type"] == "extra_forbidden":
-        message = "unknown key (check its spelling against config.example.toml)"
+        message = "unknown key" + _did_you_mean(error["loc"])
     elif error["type"] == "missing":
         message = "required key is missing"
     message = message.removeprefix("Value error, ")
     return f"{key}: {message}" if key else message
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """``" (did you mean 'categories'?)"`` for an unknown key, from the keys allowed there."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue  # an index into a list of tables: the same model
+        known = _keys_of(model)
+        field_info = known.get(str(part))
+        if field_info is None:
+            return ""
+        model = _model_in(field_info.annotation)
+        if model is None:
+            return ""
+    names = [k for k in _keys_of(model) if k != "path"]
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (the keys here are: {', '.join(names)})"
+
+
+def _keys_of(model: Any) -> dict[str, Any]:
+    """A model's keys as written in the file (the alias where there is one)."""
+    return {(info.alias or name): info for name, info in model.model_fields.items()}
+
+
+def _model_in(annotation: Any) -> Any:
+    """The model inside ``X``, ``X | None`` or ``list[X]``, or None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

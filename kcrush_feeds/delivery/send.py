@@ -101,6 +101,7 @@ class Tally:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (recipient, reply), capped
     stopped: bool = False  # a signal asked us to stop
     unavailable: str | None = None  # the server could not be reached: the rest waits
+    summary: str | None = None  # that, in the words of the run's summary line
     left: int = 0  # composed but not attempted (stopped or unavailable)
 
     def count(self, recipient: str, result: SendResult) -> None:
@@ -222,7 +223,10 @@ async def deliver(
                         sender=envelope(message) if envelope is not None else None,
                     )
                 except SmtpUnavailable as e:
+                    if tally.unavailable is None:
+                        log.warning("%s", e.message)  # once: every sender gets the same answer
                     tally.unavailable = e.message
+                    tally.summary = e.summary
                     tally.left += 1
                     stop.set()
                     continue
@@ -294,7 +298,7 @@ async def deliver(
             raise UnrecordedError(fatal[0], len(unrecorded)) from e
         for delivery, _ in unrecorded:
             tally.count("", delivery.result)
-        tally.unavailable = (
+        tally.unavailable = tally.summary = (
             f"the store refused a result ({_reason(fatal[0])}): sending stopped; "
             "what was sent is recorded"
         )
@@ -341,10 +345,16 @@ class SendReport:
 
     @property
     def exit_status(self) -> int:
-        """0 done; 75 when deliveries wait for a later run; 1 when some failed for good."""
+        """0 done; 75 when deliveries wait for a later run; 1 when every recipient refused.
+
+        A permanent refusal of single recipients (a 5xx for that address) is the list's
+        normal wear: recorded, the bounce rules applied, in the summary, and still 0
+        (PRODUCT.md, "Exit status"). 1 is for a run that could not do its job: here, when
+        nobody was served and some were refused.
+        """
         if self.pending or self.deferred:
             return EXIT_TEMPFAIL
-        if self.failed:
+        if self.failed and not self.sent:
             return EXIT_FAILED
         return EXIT_OK
 
@@ -481,7 +491,8 @@ def _send(
     complete = not (tally.stopped or tally.unavailable or tally.deferred or retry_uncertain)
     note = ""
     if tally.unavailable:
-        note = f"{tally.unavailable}; the rest waits for the next run"
+        waiting = deliveries.count_pending(store, digest.id)
+        note = f"{tally.summary or tally.unavailable}; {waiting} waiting for the next run"
     elif tally.stopped:
         note = "stopped by a signal; the rest waits for the next run"
     elif tally.deferred:

@@ -65,7 +65,20 @@ MAX_BACKOFF = 60.0  # seconds: the longest wait between two in-run retries
 
 
 class SmtpUnavailable(DeferredError):
-    """The SMTP server cannot be reached (or keeps refusing connections) right now."""
+    """The SMTP server cannot be reached (or keeps refusing connections) right now.
+
+    ``summary`` is what the run's one-line summary says of it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        summary: str = "the SMTP server could not be reached",
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.summary = summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +113,9 @@ class SmtpSettings:
             host=smtp.host,
             port=smtp.port,
             tls=smtp.tls,
-            username=smtp.username,
-            password=smtp.password(),
+            # No username, or "" (PRODUCT.md): no authentication, so no password to read.
+            username=smtp.username or None,
+            password=smtp.password() if smtp.username else None,
             ca_file=ca_file,
             timeout=smtp.timeout.total_seconds(),
             concurrency=smtp.concurrency,
@@ -210,6 +224,12 @@ class SmtpPool:
             self._tls = tls_context(settings.ca_file)
         self._local_hostname = settings.local_hostname
         self._connect_failures = 0  # consecutive, over all slots
+        # Set when a connection ladder gave up: the other slots give up with the same
+        # answer for a moment, instead of each walking its own ladder of retries (and
+        # logging it). Not for ever: ``serve`` keeps its pool for days.
+        self._unavailable: SmtpUnavailable | None = None
+        self._unavailable_until = 0.0
+        self._ladder = asyncio.Lock()  # the connect retries: one slot at a time
 
     async def __aenter__(self) -> SmtpPool:
         if self._local_hostname is None:
@@ -245,7 +265,11 @@ class SmtpPool:
         attempts = 0
         while True:
             if self.broken is not None:
-                raise SmtpUnavailable(self.broken, hint="a later run retries what was not sent")
+                raise SmtpUnavailable(
+                    self.broken,
+                    hint="a later run retries what was not sent",
+                    summary="the SMTP server stopped answering",
+                )
             attempts += 1
             # The rate token first, then a connection: a connection is never held idle
             # while waiting for the rate limit (the server might drop it meanwhile).
@@ -303,7 +327,6 @@ class SmtpPool:
                     f"the SMTP server {self.settings.host}:{self.settings.port} stopped "
                     f"answering ({self._timeouts} timeouts in a row)"
                 )
-                log.warning("%s: stopping this run", self.broken)
         else:
             self._timeouts = 0
         return failure
@@ -417,58 +440,89 @@ class SmtpPool:
         return client
 
     async def _connect(self, slot: _Slot) -> aiosmtplib.SMTP:
-        """A new logged-in connection; temporary failures retried with backoff."""
+        """A new logged-in connection; temporary failures retried with backoff.
+
+        The first try runs at once on every slot; the retries go one slot at a time (the
+        others wait for the answer), so an unreachable server is tried ``retries`` more
+        times in all, not once per slot, and said once.
+        """
         settings = self.settings
-        attempt = 0
-        while True:
-            attempt += 1
-            client = aiosmtplib.SMTP(
-                hostname=settings.host,
-                port=settings.port,
-                timeout=settings.timeout,
-                use_tls=settings.tls == "tls",
-                start_tls=settings.tls == "starttls",
-                tls_context=self._tls,
-                username=settings.username,
-                password=settings.password,
-                local_hostname=self._local_hostname,
-            )
-            try:
-                await client.connect()
-            except SMTPAuthenticationError as e:
-                client.close()
-                if e.code >= 500:
-                    raise DeliveryError(
-                        f"the SMTP server {settings.host} refused the login of "
-                        f"{settings.username!r}: {e.code} {e.message}",
-                        hint="check smtp.username and the variable named by smtp.password_env",
-                    ) from e
-                failure = f"{e.code} {e.message}"
-            except (TimeoutError, SMTPException, OSError) as e:
-                client.close()
-                _raise_if_fatal(e, settings)
-                failure = _describe(e)
-            else:
-                self._connect_failures = 0
-                self.stats.connections += 1
-                _track_data(client, slot)
-                return client
-            self.stats.connect_failures += 1
-            self._connect_failures += 1
-            if attempt > settings.retries:
-                raise SmtpUnavailable(
-                    f"cannot connect to the SMTP server {settings.host}:{settings.port}: {failure}",
-                    hint="a later run retries what was not sent",
+        started = time.monotonic()
+        client, failure = await self._connect_once(slot)
+        if client is not None:
+            return client
+        attempt = 1
+        async with self._ladder:
+            while True:
+                if self._unavailable is not None and time.monotonic() < self._unavailable_until:
+                    raise self._unavailable
+                if self._connect_failures == 0:  # another slot got through meanwhile
+                    client, failure = await self._connect_once(slot)
+                    if client is not None:
+                        return client
+                if attempt > settings.retries:
+                    tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+                    self._unavailable = SmtpUnavailable(
+                        f"cannot connect to the SMTP server {settings.host}:{settings.port} "
+                        f"({tries} over {time.monotonic() - started:.0f} s): {failure}"
+                    )
+                    self._unavailable_until = time.monotonic() + max(settings.retry_delay, 1.0)
+                    raise self._unavailable
+                delay = self.backoff(attempt)
+                # One connection refused is one fact: the give-up above says it once, with
+                # the count; each try is only for -v.
+                log.debug(
+                    "connecting to %s:%d: %s; retrying in %.1fs",
+                    settings.host,
+                    settings.port,
+                    failure,
+                    delay,
                 )
-            delay = self.backoff(attempt)
-            log.info(
-                "connecting to %s:%d: %s; retrying in %.1fs",
-                settings.host,
-                settings.port,
-                failure,
-                delay,
-            )
-            await asyncio.sleep(delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+                client, failure = await self._connect_once(slot)
+                if client is not None:
+                    return client
+
+    async def _connect_once(self, slot: _Slot) -> tuple[aiosmtplib.SMTP | None, str]:
+        """One connection attempt: (the client, "") or (None, why it failed)."""
+        settings = self.settings
+        client = aiosmtplib.SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            timeout=settings.timeout,
+            use_tls=settings.tls == "tls",
+            start_tls=settings.tls == "starttls",
+            tls_context=self._tls,
+            # aiosmtplib logs in whenever a username is given, even "": AUTH against a
+            # server that offers none fails. An empty username means no login.
+            username=settings.username or None,
+            password=settings.password if settings.username else None,
+            local_hostname=self._local_hostname,
+        )
+        try:
+            await client.connect()
+        except SMTPAuthenticationError as e:
+            client.close()
+            if e.code >= 500:
+                raise DeliveryError(
+                    f"the SMTP server {settings.host} refused the login of "
+                    f"{settings.username!r}: {e.code} {e.message}",
+                    hint="check smtp.username and the variable named by smtp.password_env",
+                ) from e
+            failure = f"{e.code} {e.message}"
+        except (TimeoutError, SMTPException, OSError) as e:
+            client.close()
+            _raise_if_fatal(e, settings)
+            failure = _describe(e)
+        else:
+            self._connect_failures = 0
+            self.stats.connections += 1
+            _track_data(client, slot)
+            return client, ""
+        self.stats.connect_failures += 1
+        self._connect_failures += 1
+        return None, failure
 
 
 def _track_data(client: aiosmtplib.SMTP, slot: _Slot) -> None:
@@ -517,6 +571,11 @@ def _raise_if_fatal(e: BaseException, settings: SmtpSettings) -> None:
 
 
 def _describe(e: BaseException) -> str:
+    cause: BaseException | None = e
+    while cause is not None:  # aiosmtplib wraps the OSError in a long SMTPConnectError
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (is the SMTP server running, on that port?)"
+        cause = cause.__cause__ or cause.__context__
     if isinstance(e, SMTPResponseException):
         return f"{e.code} {e.message}".strip()
     if isinstance(e, SMTPTimeoutError | asyncio.TimeoutError):

@@ -146,6 +146,17 @@ def _longdate(moment: datetime, tz: Any) -> str:
     return f"{MONTHS[local.month - 1]} {local.day}, {local.year}"
 
 
+def _span_label(items: tuple[DigestItem, ...], tz: Any) -> str:
+    """When the stories were published, as the intro says it: "from May 2, 2023 to
+    February 26, 2024", or "on February 26, 2024". Not "this week": a first digest (or
+    one after a pause) gathers older stories, and the mail must not say otherwise."""
+    if not items:
+        return ""
+    oldest = _longdate(min(item.published for item in items), tz)
+    newest = _longdate(max(item.published for item in items), tz)
+    return f"on {newest}" if oldest == newest else f"from {oldest} to {newest}"
+
+
 def template_dirs(config: Config) -> list[Path]:
     """Where templates are looked up, first match wins: the configured directory, if any."""
     digest = config.require_digest()
@@ -267,6 +278,7 @@ class DigestComposer:
             "digest": self.digest,
             "period": self.digest.period,
             "week_label": f"Week of {_longdate(start, self._tz)}",
+            "span_label": _span_label(items, self._tz),
             "items": items,
             "sections": [
                 SectionView(title, tuple(section_items))

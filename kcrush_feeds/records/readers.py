@@ -146,9 +146,11 @@ def _read_jsonl(name: str, stream: BinaryIO) -> Iterator[RawRecord | BadLine]:
             )
             continue
         try:
-            data = decode_record(line)
+            # Without its line break: else a line cut short is reported at "line 2,
+            # column 1" (the break), which json names as column 1 of the *next* line.
+            data = decode_record(line.rstrip("\r\n"))
         except json.JSONDecodeError as e:
-            yield BadLine(number, "line", f"not valid JSON: {e.msg} at column {e.colno}")
+            yield BadLine(number, "line", f"not valid JSON: {e.msg} at column {e.pos + 1}")
             continue
         if isinstance(data, BadValue):
             yield BadLine(number, data.field, data.reason)

@@ -11,6 +11,7 @@ address the same subscriber. Status: ``pending`` (waits for confirmation), ``act
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -387,7 +388,8 @@ def _parse_row(record: dict[str | Any, Any], line: int, catalogue: Catalogue) ->
         categories = (
             None
             if raw_categories is None
-            else check_categories(catalogue, raw_categories.split("|"))
+            # "|" or "," between categories (PRODUCT.md): slugs contain neither.
+            else check_categories(catalogue, re.split(r"[|,]", raw_categories))
         )
     except SubscriberError as e:
         raise _RowError("categories", e.message) from e

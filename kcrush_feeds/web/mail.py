@@ -58,7 +58,7 @@ class SmtpMailer:
         try:
             result = await self._pool.send(recipient, data)
         except KcrushError as e:
-            log.error("mail to %s not sent: %s", recipient, e)
+            log.error("mail to %s not sent, and nothing retries it: %s", recipient, e.message)
             return
         except Exception:
             # Runs after the answer went out: nobody else would ever hear of this failure.
@@ -67,10 +67,38 @@ class SmtpMailer:
         if result.sent:
             log.info("mail to %s: %s", recipient, result.reply)
         else:
-            log.warning("mail to %s not sent (%s): %s", recipient, result.outcome, result.reply)
+            log.warning(
+                "mail to %s not sent (%s), and nothing retries it: %s",
+                recipient,
+                result.outcome,
+                result.reply,
+            )
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+
+def check_smtp_reachable(config: Config, *, timeout: float = 3.0) -> bool:
+    """At start, once: can a TCP connection to ``[smtp]`` host:port be opened?
+
+    Logs one warning when it cannot (confirmation mail would fail until it can) and
+    returns False; the server starts all the same (the relay may come up later).
+    """
+    import socket
+
+    smtp = config.require_smtp()
+    try:
+        with socket.create_connection((smtp.host, smtp.port), timeout=timeout):
+            return True
+    except OSError as e:
+        log.warning(
+            "the SMTP server %s:%d cannot be reached (%s): confirmation mail is not sent "
+            "until it can",
+            smtp.host,
+            smtp.port,
+            e.strerror or e,
+        )
+        return False
 
 
 class Mails:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tests.support.project import ROOT
 
+BENCH = [sys.executable, "-m", "bench", "--size", "tiny"]
+
 
 def test_bench_tiny_prints_the_table(tmp_path: Path) -> None:
     out = tmp_path / "table.md"
@@ -59,3 +61,24 @@ def test_bench_tiny_prints_the_table(tmp_path: Path) -> None:
         cells = [c.strip() for c in row.split("|")[1:-1]]
         assert cells[2] and float(cells[2]) > 0, f"not measured: {row}"
     assert "failed:" not in text
+
+
+def test_bench_startup_rows(tmp_path: Path) -> None:
+    """The start-up rows: --version, --help and status, each next to `import click`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [*BENCH, "--only", "startup", "--repeat", "1", "--data-dir", str(tmp_path / "data")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    for wanted in ("startup: --version", "startup: --help", "startup: status"):
+        row = next(line for line in lines if wanted in line)
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        assert float(cells[2]) > 0 and cells[4].endswith("x"), row
+    assert any('baseline: python -c "import click"' in line for line in lines)

@@ -107,11 +107,11 @@ def test_deferred_exits_75_and_the_next_run_sends_the_rest(
     assert refused_attempts == ["reader002@example.org"] * 3
 
 
-def test_550_fails_records_the_reply_and_exits_1(project: Project, server: SmtpServer) -> None:
+def test_550_fails_records_the_reply_and_exits_0(project: Project, server: SmtpServer) -> None:
     prepare(project, server, 4)
     server.behaviour.reject.add("reader001@example.org")
     code, out, err = send(project)
-    assert code == 1
+    assert code == 0  # one refused address is the list's wear, not a failed run (PRODUCT.md)
     assert "sent 3, deferred 0, failed 1" in out
     assert "warning: reader001@example.org: 550 5.1.1 No such user here" in err
     with Store.open(project.config.database_path) as store:
@@ -133,8 +133,10 @@ def test_unreachable_server_exits_75_and_sends_later(project: Project) -> None:
         prepare(project, server, 3, retries=1)
         code, out, err = send(project)
         assert code == 75
-        assert "421" in out and "the rest waits for the next run" in out
-        assert "retrying" in err  # the connection attempts are logged
+        assert "3 waiting for the next run" in out
+        # Said once, with the count of attempts; each retry only under -v.
+        assert err.count("cannot connect") == 1 and "(2 attempts" in err and "421" in err
+        assert "retrying" not in err
         server.behaviour.refuse_connections = 0
         code, out, _ = send(project)
         assert code == 0 and "sent 3" in out

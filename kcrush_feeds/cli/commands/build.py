@@ -27,6 +27,9 @@ def build(app: App, prune: bool) -> None:
     from kcrush_feeds.feeds.slugs import CLASH_HINT
 
     report = build_feeds(app.config, app.store, clock.now(), prune=prune)
+    # The feeds do not depend on the digest's sections: say what is wrong, build anyway.
+    for problem in app.section_problems():
+        click.echo(f"warning: {app.config.path}: {problem}", err=True)
     for clash in report.clashes:  # that feed only: every other feed was built
         click.echo(f"error: {clash}; not built\n  hint: {CLASH_HINT}", err=True)
     for name in report.stale:

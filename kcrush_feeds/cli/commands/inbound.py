@@ -13,7 +13,7 @@ from kcrush_feeds.errors import EXIT_FAILED
 from kcrush_feeds.inbound.run import run_inbound
 
 
-@click.command()
+@click.command(short_help="Process returned mail: bounces, complaints, unsubscribe requests.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path, allow_dash=True))
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.option(

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import re
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import click
 
 from kcrush_feeds import clock
 from kcrush_feeds.cli.context import App, pass_app
+from kcrush_feeds.config import Config
 from kcrush_feeds.digest.compose import DigestComposer, preview_subscriber
 from kcrush_feeds.digest.select import compute_digest
 from kcrush_feeds.errors import UsageError
 from kcrush_feeds.store.digests import load_digest
 from kcrush_feeds.subscriptions.subscribers import get_subscriber
-from kcrush_feeds.weeks import period_of
+from kcrush_feeds.weeks import check_period, period_bounds, period_of
 
 
 @click.command()
@@ -32,21 +33,49 @@ from kcrush_feeds.weeks import period_of
     show_default=True,
     help="Directory to write the files into.",
 )
-@click.option("--week", default=None, metavar="YYYY-Www", help="The digest of that ISO week.")
+@click.option(
+    "--week",
+    default=None,
+    metavar="YYYY-Www",
+    help="The digest of that ISO week, as it would be at the end of that week.",
+)
+@click.option(
+    "--since",
+    default=None,
+    metavar="DATE",
+    help="Gather what was published since DATE (YYYY-MM-DD, in site.timezone) instead of "
+    "the last digest.first_window: a first look at older records, such as the samples. "
+    "Only for a first digest that was not created yet.",
+)
 @pass_app
-def preview(app: App, email: str | None, out: Path, week: str | None) -> None:
+def preview(app: App, email: str | None, out: Path, week: str | None, since: str | None) -> None:
     """Write the digest that would go out now (or in --week) as .html, .txt and .eml.
 
     Sends nothing and marks nothing: a digest that was not yet created is computed, not
     stored. Without --subscriber, a stand-in reader who takes every category is used.
+
+    \b
+    The sample records are from 2023 and early 2024. To see their digest:
+      kcrush-feeds preview --week 2024-W09 --since 2023-01-01
     """
     config = app.config
     store = app.store
+    app.check_sections()  # a typo there would silently empty a section
     now = clock.now()
-    if week is not None and not re.fullmatch(r"\d{4}-W\d{2}", week):
-        raise UsageError(f"--week {week!r}: expected an ISO week such as 2024-W09")
+    if week is not None:
+        try:
+            check_period(week)
+        except ValueError as e:
+            raise UsageError(f"--week {e}") from e
     period = week or period_of(now, config.site.tz)
-    digest = load_digest(store, period) or compute_digest(store, config, now, period=period)
+    stored = load_digest(store, period)
+    if since is not None:
+        if stored is not None:
+            raise UsageError(
+                f"--since: the {period} digest was created already; it is shown as it is"
+            )
+        config = with_window_since(config, since, now, period)
+    digest = stored or compute_digest(store, config, now, period=period)
     if digest is None:
         click.echo(f"nothing new for {period}: there would be no digest")
         return
@@ -77,3 +106,21 @@ def preview(app: App, email: str | None, out: Path, week: str | None) -> None:
     click.echo(f"subject: {rendered.subject}")
     for path in paths:
         click.echo(f"wrote {path}")
+
+
+def with_window_since(config: Config, since: str, now: datetime, period: str) -> Config:
+    """``config`` with a ``digest.first_window`` that reaches back to ``since``."""
+    try:
+        day = date.fromisoformat(since)
+    except ValueError as e:
+        raise UsageError(f"--since {since!r}: expected a date such as 2023-01-01") from e
+    tz = config.site.tz
+    start = datetime.combine(day, time(0, 0), tz)
+    _, end = period_bounds(period, tz)
+    moment = min(now, end - timedelta(seconds=1))  # where compute_digest judges the week
+    if start >= moment:
+        raise UsageError(f"--since {since}: that is after the {period} digest would be made")
+    digest = config.require_digest()
+    return config.model_copy(
+        update={"digest": digest.model_copy(update={"first_window": moment - start})}
+    )

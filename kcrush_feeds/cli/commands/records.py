@@ -18,7 +18,7 @@ from kcrush_feeds.sources.configured import SourceReport, config_sources, import
 from kcrush_feeds.text import show
 
 
-@click.command("import")
+@click.command("import", short_help="Load records from files, feeds and WordPress sites.")
 @click.argument("sources", nargs=-1, metavar="[SOURCE]...")
 @click.option(
     "--wordpress",

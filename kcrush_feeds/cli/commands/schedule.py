@@ -13,7 +13,9 @@ from kcrush_feeds.schedule.plan import Plan, describe
 from kcrush_feeds.schedule.service import Service
 
 
-@click.command()
+@click.command(
+    short_help="Run in the foreground: build every few minutes, send at the digest time."
+)
 @click.option(
     "--print", "print_only", is_flag=True, help="Show the next run times of each job and exit."
 )

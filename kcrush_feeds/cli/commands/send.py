@@ -43,11 +43,14 @@ def send(app: App, dry_run: Path | None, test_address: str | None) -> None:
     \b
     Safe to run at any time, and again: each subscriber gets each digest once, even
     after a crash or a kill. A second run in the same week sends nothing and says why.
-    Exit status: 0 done; 75 some deliveries were deferred (temporary SMTP failures)
-    and the next run retries them; 1 some failed for good (or the run failed).
+    Exit status: 0 done (single recipients refused for good are recorded and listed,
+    and still 0); 75 some deliveries were deferred (temporary SMTP failures) or the
+    server could not be reached, and the next run retries them; 1 the run could not do
+    its job (the sender refused, every recipient refused, a broken template).
     """
     if dry_run is not None and test_address is not None:
         raise UsageError("--dry-run and --to cannot be used together")
+    app.check_sections()  # a typo there would silently empty a section
     with ExitStack() as stack:
         bar: list[Progress] = []
 

@@ -74,6 +74,7 @@ def serve(
     from kcrush_feeds import clock
     from kcrush_feeds.store.db import Store
     from kcrush_feeds.web.app import create_app  # local: every other command starts faster
+    from kcrush_feeds.web.mail import check_smtp_reachable
     from kcrush_feeds.web.server import server
 
     if root_path and (not root_path.startswith("/") or root_path.endswith("/")):
@@ -103,6 +104,7 @@ def serve(
         root_path,
         config.require_subscriptions().base_url,
     )
+    check_smtp_reachable(config)  # once, at start: say it now, not at the first subscriber
     running.run(sockets=[listening])
 
 

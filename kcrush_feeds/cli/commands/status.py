@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from itertools import islice
 from typing import Any
 
 import click
 
+from kcrush_feeds.cli.columns import ljust, width
 from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.delivery.lock import holder
+from kcrush_feeds.errors import EXIT_USAGE
 from kcrush_feeds.store import records as store_records
 from kcrush_feeds.store.bounces import digest_outcomes
 from kcrush_feeds.store.digests import last_digests
@@ -25,6 +28,7 @@ def status(app: App, as_json: bool) -> None:
     tz = app.config.site.tz
     newest = store_records.newest(store)
     info: dict[str, Any] = {
+        "config": str(app.config.path),
         "store": str(store.path),
         "schema_version": store.schema_version,
         "records": store_records.count(store),
@@ -44,8 +48,10 @@ def status(app: App, as_json: bool) -> None:
     info.update(_sources_status(app))
     info.update(_send_status(app))
     info.update(_returned_mail_status(app))
+    info["config_problems"] = app.section_problems()
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
+        _fail_on_problems(info)
         return
     click.echo(f"store:    {info['store']} (schema {info['schema_version']})")
     click.echo(f"records:  {info['records']}")
@@ -53,13 +59,23 @@ def status(app: App, as_json: bool) -> None:
         click.echo(f"newest:   {info['newest']['published'][:16]}  {newest.title}")
     if info["categories"]:
         click.echo("categories:")
-        width = max(len(c["name"]) for c in info["categories"])
+        cells = max(width(c["name"]) for c in info["categories"])
         for c in info["categories"]:
-            click.echo(f"  {c['name']:<{width}}  {c['records']:>6}  newest {c['newest'][:10]}")
+            name = ljust(c["name"], cells)
+            click.echo(f"  {name}  {c['records']:>6}  newest {c['newest'][:10]}")
     _show_digest_status(info)
     _show_send_status(info)
     _show_returned_mail(info)
     _show_sources_status(info)
+    _fail_on_problems(info)
+
+
+def _fail_on_problems(info: dict[str, Any]) -> None:
+    """Status is shown in full first; then a config error in the sections ends with exit 2."""
+    for problem in info["config_problems"]:
+        click.echo(f"error: {info['config']}: {problem}", err=True)
+    if info["config_problems"]:
+        raise click.exceptions.Exit(EXIT_USAGE)
 
 
 def _digest_status(app: App) -> dict[str, Any]:
@@ -76,7 +92,28 @@ def _digest_status(app: App) -> dict[str, Any]:
             "items": last.items,
             "status": last.status,
             "deliveries": last.deliveries,
+            **_waiting(app, last.period, last.status),
         },
+    }
+
+
+SHOW_WAITING = 10  # addresses listed; the count says how many more
+
+
+def _waiting(app: App, period: str, status: str) -> dict[str, Any]:
+    """Who the digest has not served yet (a send that stopped, or could not connect)."""
+    if status == "done":
+        return {}
+    from kcrush_feeds.store.deliveries import count_pending, iter_pending
+    from kcrush_feeds.store.digests import load_digest
+
+    digest = load_digest(app.store, period)
+    if digest is None:
+        return {}
+    first = islice(iter_pending(app.store, digest.id, page=SHOW_WAITING), SHOW_WAITING)
+    return {
+        "waiting": count_pending(app.store, digest.id),
+        "waiting_first": [pending.email for pending in first],
     }
 
 
@@ -89,10 +126,17 @@ def _show_digest_status(info: dict[str, Any]) -> None:
         click.echo("last digest: none yet")
         return
     deliveries = ", ".join(f"{n} {k}" for k, n in last["deliveries"].items())
+    if last.get("waiting"):
+        deliveries += f", {last['waiting']} waiting"
     click.echo(
         f"last digest: {last['period']} ({last['status']}), created {last['created'][:16]}, "
         f"{last['items']} items; deliveries: {deliveries}"
     )
+    if last.get("waiting"):
+        shown = ", ".join(last["waiting_first"])
+        more = last["waiting"] - len(last["waiting_first"])
+        click.echo(f"  waiting: {shown}" + (f" and {more} more" if more > 0 else ""))
+        click.echo("  (the next 'kcrush-feeds send' serves them)")
 
 
 def _send_status(app: App) -> dict[str, Any]:

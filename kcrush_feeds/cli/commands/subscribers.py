@@ -174,7 +174,7 @@ def list_command(app: App, status: str | None, as_json: bool) -> None:
 def import_command(app: App, file: Path, default_status: Status) -> None:
     """Merge subscribers from a CSV FILE (email,name,categories,status; - for stdin).
 
-    categories holds digest category slugs joined with '|' (empty: all). Addresses are
+    categories holds digest category slugs joined with '|' or ',' (empty: all). Addresses are
     merged case-insensitively; an address that unsubscribed or bounced is never
     re-activated (it is reported). Bad rows are reported as FILE:LINE: column: reason and
     the good ones are still imported; exits 1 if any row was rejected.
