@@ -27,14 +27,16 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
 from kcrush_feeds.config import Config, check_email
+from kcrush_feeds.delivery import approval
 from kcrush_feeds.delivery import ledger as deliveries
+from kcrush_feeds.delivery.dkim import DkimSigner, SigningPool
 from kcrush_feeds.delivery.ledger import Delivery, Ledger
 from kcrush_feeds.delivery.lock import run_lock
 from kcrush_feeds.delivery.smtp import Outcome, SendResult, SmtpPool, SmtpSettings, SmtpUnavailable
@@ -121,6 +123,7 @@ async def deliver(
     now: datetime,
     stop: asyncio.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    sign: Callable[[bytes], Awaitable[bytes]] | None = None,
 ) -> Tally:
     """Send ``messages`` (None = a subscriber with nothing to get: counted as skipped)
     through a pool of ``settings.concurrency`` connections, recording each result.
@@ -128,7 +131,8 @@ async def deliver(
     ``messages`` is consumed lazily: it may compose as it goes. Setting ``stop`` lets the
     messages in flight finish and be recorded; the rest stay pending for the next run.
     Raises ``DeliveryError`` for a problem no retry can fix (after recording what was
-    already answered).
+    already answered). ``sign`` (DKIM) turns a message's bytes into the bytes sent, once
+    per message: the pool's retries resend exactly those.
     """
     stop = stop or asyncio.Event()
     tally = Tally()
@@ -176,8 +180,9 @@ async def deliver(
             if stop.is_set():
                 tally.left += 1
                 continue
+            data = message.data if sign is None else await sign(message.data)
             try:
-                result = await pool.send(message.recipient, message.data)
+                result = await pool.send(message.recipient, data)
             except SmtpUnavailable as e:
                 tally.unavailable = e.message
                 tally.left += 1
@@ -356,6 +361,10 @@ def _send(
             period,
             note=f"already sent{when} ({done.sent} delivered): nothing to send until next week",
         )
+    signer = DkimSigner.from_config(config)
+    passage = approval.gate(config, store, digest, now, settings, signer=signer)
+    if not passage.open:
+        return SendReport(period, pending=1, note=passage.note)
     pending = deliveries.count_pending(store, digest.id)
     log.info(
         "digest %s: %d subscribers to serve via %s:%d",
@@ -367,7 +376,9 @@ def _send(
     if total is not None:
         total(pending)
     smtp = config.require_smtp()
-    composer = DigestComposer(config, digest, now=now)
+    composer = DigestComposer(
+        config, digest, now=now, editorial=approval.load_editorial(config, store, digest)
+    )
     messages = (
         composer.compose(_as_subscriber(pending))
         for pending in deliveries.iter_pending(store, digest.id)
@@ -380,6 +391,7 @@ def _send(
         # ``schedule`` runs this in a worker thread, where signals cannot be caught: its
         # main thread sets ``halt`` instead, watched here.
         watcher = asyncio.create_task(_watch(halt, stop)) if halt is not None else None
+        signing = SigningPool(signer) if signer is not None else None
         try:
             async with Ledger(
                 store.path,
@@ -396,13 +408,17 @@ def _send(
                     now=now,
                     stop=stop,
                     progress=progress,
+                    sign=signing.sign if signing is not None else None,
                 )
         finally:
+            if signing is not None:
+                signing.close()
             restore()
             if watcher is not None:
                 watcher.cancel()
 
     tally = asyncio.run(run())
+    _log_sizes(composer)
     for recipient, reply in tally.failures:
         log.debug("%s: %s", recipient, reply)
     complete = not (tally.stopped or tally.unavailable or tally.deferred)
@@ -425,6 +441,21 @@ def _send(
         note=note,
         failures=tuple(tally.failures),
     )
+
+
+def _log_sizes(composer: DigestComposer) -> None:
+    """The HTML size of each distinct message, and what the clip guard cut."""
+    limit = composer.config.require_digest().max_html_bytes
+    for fitted in composer.fitted.values():
+        cut = f"; cut {fitted.cut} items into links" if fitted.more else ""
+        log.info(
+            "digest %s: %d items, HTML %s bytes (limit %s)%s",
+            composer.digest.period,
+            len(fitted.items),
+            f"{fitted.html_bytes:,}",
+            f"{limit:,}",
+            cut,
+        )
 
 
 async def _watch(halt: threading.Event, stop: asyncio.Event) -> None:
@@ -476,7 +507,9 @@ def _dry_run(
     else:
         subscribers = iter_subscribers(store, status="active")
     out.mkdir(parents=True, exist_ok=True)
-    composer = DigestComposer(config, digest, now=now)
+    composer = DigestComposer(
+        config, digest, now=now, editorial=approval.load_editorial(config, store, digest)
+    )
     written = skipped = 0
     for subscriber in subscribers:
         message = composer.compose(subscriber)
@@ -513,14 +546,19 @@ def _test_send(
     digest = _digest_to_show(config, store, now)
     if digest is None:
         return SendReport(period, note="nothing new since the last digest: nothing to test")
-    message = DigestComposer(config, digest, now=now).compose(preview_subscriber(address, ""))
+    composer = DigestComposer(
+        config, digest, now=now, editorial=approval.load_editorial(config, store, digest)
+    )
+    message = composer.compose(preview_subscriber(address, ""))
     if message is None:  # cannot happen for a reader of every category, but be explicit
         return SendReport(period, skipped=1, note=f"nothing in the digest for {address}")
     single = replace(settings, concurrency=1)
+    signer = DkimSigner.from_config(config)
+    data = signer.sign(message.data) if signer else message.data
 
     async def run() -> SendResult:
         async with SmtpPool(single, sender=config.require_digest().from_addr) as pool:
-            return await pool.send(message.recipient, message.data)
+            return await pool.send(message.recipient, data)
 
     result = asyncio.run(run())
     return SendReport(
