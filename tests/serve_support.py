@@ -87,6 +87,15 @@ class SmtpSink:
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
 
+    def down(self) -> None:
+        """Stop answering on the port (the SMTP server went down)."""
+        self.controller.stop()
+
+    def up(self) -> None:
+        """Answer on the same port again (aiosmtpd's controller does not restart)."""
+        self.controller = Controller(_Recorder(self), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
     def to(self, address: str) -> list[EmailMessage]:
         with self.lock:
             return [c.message for c in self.messages if address in c.recipients]

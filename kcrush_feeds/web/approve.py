@@ -167,7 +167,7 @@ class Approve:
         return service.pages.respond(
             request,
             "message.html",
-            {"status": "approved", "period": period, "revision": revision},
+            {"status": "approved", "period": period, "revision": revision, "error": ""},
             context={
                 "title": f"The {period} digest is approved",
                 "message": "It goes out to subscribers with the next send run.",
