@@ -241,3 +241,20 @@ def test_required_approval_needs_editors(project: Project) -> None:
     result = project.run("digest", "list")
     assert result.exit_code == 2
     assert 'digest: editors: approval = "required" needs at least one editor' in result.stderr
+
+
+def test_schedule_mails_the_proof_and_retries_within_the_hour(
+    project: Project, server: SmtpServer
+) -> None:
+    from tests.test_schedule_send import MONDAY, Process
+
+    setup(project, server, digest='approval = "required"\neditors = ["ed@kcrush.com"]')
+    process = Process(project, "schedule")
+    try:
+        line = process.wait_for_line("digest: deferred: ")
+        assert "awaiting approval: proof sent to ed@kcrush.com" in line
+        assert "retrying at 2024-02-26T11:05:00-08:00" in line, line  # not next week
+    finally:
+        assert process.stop() == 0
+    assert [r.rcpt for r in server.received] == ["ed@kcrush.com"]
+    assert MONDAY.startswith("2024-02-26")
