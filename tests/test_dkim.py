@@ -119,3 +119,31 @@ def test_the_signature_covers_the_exact_bytes(tmp_path: Path) -> None:
     assert dkim.verify(signed, dnsfunc=dns_for(record))
     with pytest.raises(ConfigError):
         DkimSigner.checked(DOMAIN, SELECTOR, b"garbage", where="test")
+
+
+def test_serve_signs_the_confirmation_and_welcome_mail(tmp_path: Path) -> None:
+    from tests.serve_support import SmtpSink, link_in, start_server, subscribe
+
+    pem, record = keypair(serialization.PrivateFormat.TraditionalOpenSSL)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "dkim.key").write_bytes(pem)
+    dkim_section = (
+        f'\n[smtp.dkim]\ndomain = "{DOMAIN}"\nselector = "{SELECTOR}"\nkey_file = "dkim.key"\n'
+    )
+    with SmtpSink() as smtp:
+        server = start_server(site, smtp, smtp_extra=dkim_section)
+        try:
+            with server.client() as client:
+                assert subscribe(client, "signed@example.com").status_code == 200
+                confirm = smtp.wait_for("signed@example.com")[0]
+                assert client.get(link_in(confirm, "confirm")).status_code == 200
+            smtp.wait_for("signed@example.com", count=2)
+        finally:
+            server.stop()
+    assert len(smtp.messages) == 2
+    for caught in smtp.messages:
+        assert caught.data.count(b"DKIM-Signature:") == 1
+        assert dkim.verify(caught.data, dnsfunc=dns_for(record)), caught.message["Subject"]
+    welcome = smtp.messages[1].data
+    assert "list-unsubscribe-post" in signed_headers(welcome)
