@@ -258,3 +258,21 @@ def test_schedule_mails_the_proof_and_retries_within_the_hour(
         assert process.stop() == 0
     assert [r.rcpt for r in server.received] == ["ed@kcrush.com"]
     assert MONDAY.startswith("2024-02-26")
+
+
+def test_a_digest_out_already_is_finished_without_a_proof(
+    project: Project, server: SmtpServer
+) -> None:
+    setup(project, server)
+    server.behaviour.tempfail["articles@example.org"] = 10  # deferred in this run
+    assert project.run("send", env=ENV).exit_code == 75
+    assert [r.rcpt for r in server.received] == ["all@example.org"]
+    # Approval becomes required while the digest is half out: the rest still gets it.
+    text = project.config_path.read_text(encoding="utf-8").replace(
+        'reply_to = "editors@kcrush.com"\n',
+        'reply_to = "editors@kcrush.com"\napproval = "required"\neditors = ["ed@kcrush.com"]\n',
+    )
+    project.write_config(text)
+    server.behaviour.tempfail.clear()
+    assert project.run("send", env=ENV).exit_code == 0
+    assert [r.rcpt for r in server.received] == ["all@example.org", "articles@example.org"]

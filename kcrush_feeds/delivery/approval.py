@@ -80,6 +80,10 @@ def gate(
     settings_digest = config.require_digest()
     if settings_digest.approval != "required":
         return Gate(True)
+    if store_editorial.sending_began(store.conn, digest.id):
+        # Out already (approved then, or sent before approval was required): the rest of
+        # its subscribers get it; an approval now could not hold back what was sent.
+        return Gate(True)
     row = store_editorial.get_editorial(store, digest.id)
     if row.approved:
         return Gate(True)
