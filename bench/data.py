@@ -267,7 +267,8 @@ def fill_store_directly(
     """
     if path.exists():
         return path
-    from kcrush_feeds.store.db import RECORD_COLUMNS, Store
+    from kcrush_feeds.store.db import Store
+    from kcrush_feeds.store.records import RECORD_COLUMNS
 
     tmp = path.with_name(path.name + ".part")
     tmp.unlink(missing_ok=True)

@@ -98,7 +98,8 @@ def product_changed(params: dict[str, Any]) -> dict[str, Any]:
 
 def _baseline(source: Path, db: Path, *, fresh: bool) -> float:
     from kcrush_feeds.records.importer import BATCH as batch
-    from kcrush_feeds.store.db import RECORD_COLUMNS, migrations
+    from kcrush_feeds.store.db import migrations
+    from kcrush_feeds.store.records import RECORD_COLUMNS
 
     if fresh:
         for suffix in ("", "-wal", "-shm"):

@@ -235,7 +235,7 @@ class DigestConfig(_Section):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        from kcrush_feeds.weeks import parse_schedule  # local: periods imports nothing from config
+        from kcrush_feeds.crontab import parse_schedule  # local: only this validator needs it
 
         parse_schedule(value)
         return value

@@ -44,7 +44,7 @@ def _mac(secret: bytes, purpose: str, payload: str) -> bytes:
 
 
 def _key(email: str) -> str:
-    # The same address in another case is the same subscriber (see subscribers.email_key).
+    # The same address in another case is the same subscriber (see model.email_key).
     return email.strip().lower()
 
 

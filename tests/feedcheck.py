@@ -18,8 +18,8 @@ import feedparser
 import jsonschema
 from lxml import etree
 
-from kcrush_feeds.feeds.writers import atom_id
-from kcrush_feeds.records.normalize import Record
+from kcrush_feeds.feeds.entries import atom_id
+from kcrush_feeds.model import Record
 
 SCHEMAS = Path(__file__).resolve().parent / "schemas"
 ATOM = "{http://www.w3.org/2005/Atom}"

@@ -27,6 +27,7 @@ import httpx
 from aiosmtpd.controller import Controller
 
 from kcrush_feeds.config import load_config
+from kcrush_feeds.model import Subscriber
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions import subscribers
 from tests.conftest import BASE_CONFIG
@@ -179,7 +180,7 @@ class Server:
     def store(self) -> Store:
         return Store.open(load_config(self.directory / "config.toml").database_path)
 
-    def subscriber(self, address: str) -> subscribers.Subscriber | None:
+    def subscriber(self, address: str) -> Subscriber | None:
         with self.store() as store:
             return subscribers.get_subscriber(store, address)
 

@@ -19,10 +19,10 @@ import pytest
 
 from kcrush_feeds.config import Config
 from kcrush_feeds.digest.compose import _SLOT_TEXT, DigestComposer, _Body
-from kcrush_feeds.digest.select import Digest, open_digest
+from kcrush_feeds.digest.select import open_digest
+from kcrush_feeds.model import Digest, Subscriber
 from kcrush_feeds.records.importer import import_files
 from kcrush_feeds.store.db import Store
-from kcrush_feeds.subscriptions.subscribers import Subscriber
 from kcrush_feeds.tokens import TokenError, verify
 from tests.conftest import Project
 

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from kcrush_feeds.config import Config
-from kcrush_feeds.digest.select import compute_digest, load_digest, open_digest
+from kcrush_feeds.digest.select import compute_digest, open_digest
 from kcrush_feeds.records.importer import import_files
 from kcrush_feeds.store.db import Store
+from kcrush_feeds.store.digests import load_digest
 from tests.conftest import Project
 
 W08 = datetime.fromisoformat("2024-02-19T09:00:00-08:00")  # Monday of 2024-W08, send time

@@ -17,7 +17,8 @@ from lxml import etree
 from kcrush_feeds.errors import FeedError
 from kcrush_feeds.feeds.build import FILE_NAMES, build_feeds, plan_feeds
 from kcrush_feeds.feeds.slugs import slugify
-from kcrush_feeds.records.normalize import Record
+from kcrush_feeds.model import Record
+from kcrush_feeds.store import records as store_records
 from kcrush_feeds.store.db import Store
 from tests.conftest import EXAMPLES, Project
 from tests.feedcheck import check_feed
@@ -81,7 +82,7 @@ def files_under(root: Path) -> dict[str, tuple[bytes, int]]:
 def visible(store: Store, keys: tuple[str, ...] | None, limit: int) -> list[Record]:
     """What a feed should hold, computed independently of building.py."""
     out = []
-    for record in store.iter_records("withdrawn = 0"):
+    for record in store_records.iter_records(store, "withdrawn = 0"):
         if record.published > NOW_DT:
             continue
         if keys is None or {c.casefold() for c in record.categories} & set(keys):

@@ -11,21 +11,13 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from kcrush_feeds.feeds.writers import (
-    XSL_STYLESHEET,
-    Channel,
-    Entry,
-    Listing,
-    atom_id,
-    prepare_entry,
-    render_atom,
-    render_index,
-    render_json,
-    render_opml,
-    render_rss,
-    rfc822,
-)
-from kcrush_feeds.records.normalize import Image, Record
+from kcrush_feeds.feeds.atom import render_atom
+from kcrush_feeds.feeds.entries import Channel, Entry, Listing, atom_id, prepare_entry, rfc822
+from kcrush_feeds.feeds.jsonfeed import render_json
+from kcrush_feeds.feeds.opml import render_opml
+from kcrush_feeds.feeds.pages import render_index, render_xsl
+from kcrush_feeds.feeds.rss import render_rss
+from kcrush_feeds.model import Image, Record
 from kcrush_feeds.text import strip_controls
 from tests.feedcheck import SITE, check_atom_xml, check_feed, expected_terms
 
@@ -247,7 +239,7 @@ def test_opml_index_and_xsl() -> None:
     assert 'type="application/feed+json"' in html
     assert '<a href="test/rss.xml">RSS</a>' in html
     # The stylesheet is XSLT a browser can run on both formats.
-    transform = etree.XSLT(etree.fromstring(XSL_STYLESHEET))
+    transform = etree.XSLT(etree.fromstring(render_xsl()))
     entries = [prepare_entry(record(1), site_url=SITE)]
     for data in (render_rss(channel(), entries), render_atom(channel(), entries)):
         out = str(transform(etree.fromstring(data)))

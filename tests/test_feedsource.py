@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from kcrush_feeds.store import records as store_records
 from kcrush_feeds.store.db import Store
 from tests.conftest import Project, rows
 from tests.http_fixtures import (
@@ -43,7 +44,7 @@ def test_rss_feed_with_etag_then_304_then_a_new_entry(
     [request] = server.requests("/feed/")
     assert "if-none-match" not in request.headers
     with Store.open(project.dir / "store.db") as store:
-        record = store.get_record(examples[0]["url"])  # the RSS guid
+        record = store_records.get(store, examples[0]["url"])  # the RSS guid
     assert record is not None
     assert record.title == "Korean leg of the iKON “Take Off” World Tour"
     assert record.categories == ("K-Pop Articles",)
@@ -80,7 +81,7 @@ def test_atom_feed_with_last_modified(project: Project, server: FixtureServer) -
     assert server.requests("/interviews.atom")[-1].headers["if-modified-since"] == stamp
     # Atom entries carry no category here: they get the feed's own title.
     with Store.open(project.dir / "store.db") as store:
-        record = store.get_record(interviews[0]["url"])
+        record = store_records.get(store, interviews[0]["url"])
     assert record is not None
     assert record.categories == ("KCrush Interviews",)
     assert record.authors == (interviews[0]["authors"][0],)
@@ -123,8 +124,8 @@ def test_json_feed_file_from_config(project: Project) -> None:
     assert result.exit_code == 0, result.stderr
     assert "partner JSON feed (feed): fetched 6 entries: 6 added" in result.stdout
     with Store.open(project.dir / "store.db") as store:
-        first = store.get_record("kcrush-0")
-        second = store.get_record("kcrush-1")
+        first = store_records.get(store, "kcrush-0")
+        second = store_records.get(store, "kcrush-1")
     assert first is not None and second is not None
     assert first.title == "방탄소년단 인터뷰 & 새 앨범"
     assert first.categories == ("Partner news",)  # no tags: the configured categories

@@ -5,7 +5,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from kcrush_feeds.weeks import parse_schedule, period_bounds, period_of
+from kcrush_feeds.crontab import parse_schedule
+from kcrush_feeds.weeks import period_bounds, period_of
 
 LA = ZoneInfo("America/Los_Angeles")
 

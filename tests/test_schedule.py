@@ -15,22 +15,24 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kcrush_feeds.errors import BusyError, DeliveryError
-from kcrush_feeds.schedule.service import (
+from kcrush_feeds.schedule.plan import (
     CatchUp,
+    DigestStatus,
     JobOutcome,
-    Ledger,
     Plan,
-    Service,
-    WallClockCronTrigger,
     catch_up,
     describe,
-    digest_state,
+    retry_time,
+)
+from kcrush_feeds.schedule.service import Service
+from kcrush_feeds.schedule.triggers import (
+    WallClockCronTrigger,
     digest_trigger,
     last_fire_time,
     next_fire_times,
-    retry_time,
 )
 from kcrush_feeds.store.db import Store
+from kcrush_feeds.store.digests import digest_state
 from tests.conftest import Project
 
 LA = ZoneInfo("America/Los_Angeles")
@@ -301,7 +303,7 @@ def service(
     *,
     every: float = 3600,
     schedule: str | None = "mon 09:00",
-    ledger: Ledger | None = None,
+    digest_status: DigestStatus | None = None,
 ) -> Service:
     plan = Plan(
         tz=LA, build_every=timedelta(seconds=every), grace=timedelta(hours=6), schedule=schedule
@@ -311,7 +313,7 @@ def service(
         jobs,
         clock=lambda: now,
         timer=lambda: datetime.now(UTC),
-        ledger=ledger,
+        digest_status=digest_status,
         retry_check=timedelta(seconds=0.1),
     )
 
@@ -379,7 +381,7 @@ def test_restart_after_the_grace_period_logs_the_missed_week(
 ) -> None:
     now = datetime(2026, 11, 23, 16, 0, tzinfo=LA)  # 7 hours late
     jobs = RecordingJobs()
-    svc = service(jobs, now, ledger=lambda period: "missing")
+    svc = service(jobs, now, digest_status=lambda period: "missing")
     svc.start()
     time.sleep(0.3)
     svc.shutdown()
@@ -395,7 +397,7 @@ def test_restart_after_the_grace_period_logs_the_missed_week(
 
 def test_restart_after_a_sent_digest_says_so(logs: pytest.LogCaptureFixture) -> None:
     jobs = RecordingJobs()
-    svc = service(jobs, datetime(2026, 11, 24, tzinfo=LA), ledger=lambda period: "done")
+    svc = service(jobs, datetime(2026, 11, 24, tzinfo=LA), digest_status=lambda period: "done")
     svc.start()
     svc.shutdown()
     assert jobs.sends == []
@@ -462,7 +464,7 @@ def test_shutdown_waits_for_the_job_in_flight(logs: pytest.LogCaptureFixture) ->
     assert len(jobs.builds) == 1
 
 
-def test_the_ledger_state_comes_from_the_store(tmp_path: Path) -> None:
+def test_the_digest_state_comes_from_the_store(tmp_path: Path) -> None:
     with Store.open(tmp_path / "store.db") as store:
         assert digest_state(store, "2026-W47") == "empty"
         with store.transaction() as conn:
@@ -476,7 +478,9 @@ def test_the_ledger_state_comes_from_the_store(tmp_path: Path) -> None:
 
 
 def test_a_first_start_does_not_warn_about_a_missed_week(logs: pytest.LogCaptureFixture) -> None:
-    svc = service(RecordingJobs(), datetime(2026, 11, 25, tzinfo=LA), ledger=lambda p: "empty")
+    svc = service(
+        RecordingJobs(), datetime(2026, 11, 25, tzinfo=LA), digest_status=lambda p: "empty"
+    )
     svc.start()
     svc.shutdown()
     assert not [r for r in logs.records if r.levelno >= logging.WARNING]

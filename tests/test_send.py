@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from kcrush_feeds.delivery import ledger as deliveries
-from kcrush_feeds.digest.select import load_digest
+from kcrush_feeds.model import DeliveryCounts
+from kcrush_feeds.store import deliveries
 from kcrush_feeds.store.db import Store
+from kcrush_feeds.store.digests import load_digest
 from tests.conftest import EXAMPLES, Project
 from tests.smtp_server import Behaviour, SmtpServer, smtp_server
 
@@ -284,7 +285,7 @@ def test_counts_helper_matches_the_server(project: Project, server: SmtpServer) 
     with Store.open(project.config.database_path) as store:
         digest = load_digest(store, WEEK)
         assert digest is not None
-        assert deliveries.counts(store, digest.id) == deliveries.DeliveryCounts(7, 0, 0)
+        assert deliveries.counts(store, digest.id) == DeliveryCounts(7, 0, 0)
         assert deliveries.count_pending(store, digest.id) == 0
     assert len(server.received) == 7
 

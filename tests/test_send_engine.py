@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from kcrush_feeds.delivery import ledger as deliveries
-from kcrush_feeds.delivery.ledger import Ledger
+from kcrush_feeds.delivery.results import ResultWriter
 from kcrush_feeds.delivery.send import Tally, deliver
 from kcrush_feeds.errors import DeliveryError
+from kcrush_feeds.store import deliveries
 from kcrush_feeds.store.db import Store
 from tests.smtp_server import Behaviour, SmtpServer, smtp_server
 from tests.test_send_ledger import NOW, add_digest, add_subscribers
@@ -47,12 +47,12 @@ def run(
     **overrides: Any,
 ) -> Tally:  # type: ignore[assignment]
     async def go() -> Tally:
-        async with Ledger(store.path, max_hard_bounces=2) as ledger:
+        async with ResultWriter(store.path, max_hard_bounces=2) as ledger:
             return await deliver(
                 compose_all(store, digest, skip=skip),
                 settings=settings(server, **overrides),
                 sender="newsletter@kcrush.com",
-                ledger=ledger,
+                writer=ledger,
                 digest_id=digest,
                 now=NOW,
                 stop=stop,
@@ -117,7 +117,7 @@ def test_stop_finishes_in_flight_and_leaves_the_rest_pending(store: Store) -> No
 
     async def go(server: SmtpServer) -> Tally:
         stop = asyncio.Event()
-        async with Ledger(store.path, max_hard_bounces=2) as ledger:
+        async with ResultWriter(store.path, max_hard_bounces=2) as ledger:
 
             def progress(n: int) -> None:
                 if deliveries_done() >= 20:
@@ -130,7 +130,7 @@ def test_stop_finishes_in_flight_and_leaves_the_rest_pending(store: Store) -> No
                 compose_all(store, digest),
                 settings=settings(server, concurrency=2),
                 sender="newsletter@kcrush.com",
-                ledger=ledger,
+                writer=ledger,
                 digest_id=digest,
                 now=NOW,
                 stop=stop,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from kcrush_feeds.delivery import ledger as deliveries
-from kcrush_feeds.delivery.ledger import Delivery, Ledger
 from kcrush_feeds.delivery.lock import lock_path, run_lock
-from kcrush_feeds.delivery.smtp import Outcome, SendResult
+from kcrush_feeds.delivery.results import ResultWriter
 from kcrush_feeds.errors import BusyError
+from kcrush_feeds.model import Delivery, DeliveryCounts, Outcome, SendResult
+from kcrush_feeds.store import deliveries
 from kcrush_feeds.store.db import Store, to_timestamp
 
 NOW = datetime(2026, 11, 23, 17, 0, tzinfo=UTC)
@@ -80,7 +80,7 @@ def test_pending_is_active_subscribers_without_sent_or_failed(store: Store) -> N
     pending = [p.id for p in deliveries.iter_pending(store, digest, page=2)]
     assert pending == [3, 4, 5, 6]
     assert deliveries.count_pending(store, digest) == 4
-    assert deliveries.counts(store, digest) == deliveries.DeliveryCounts(1, 1, 1)
+    assert deliveries.counts(store, digest) == DeliveryCounts(1, 1, 1)
     # Another digest has its own ledger.
     assert deliveries.count_pending(store, add_digest(store, "2026-W49")) == 6
 
@@ -143,8 +143,8 @@ def test_ledger_group_commit_from_a_thread(store: Store) -> None:
     add_subscribers(store, 200)
     digest = add_digest(store)
 
-    async def run() -> Ledger:
-        async with Ledger(store.path, max_hard_bounces=3) as ledger:
+    async def run() -> ResultWriter:
+        async with ResultWriter(store.path, max_hard_bounces=3) as ledger:
             await asyncio.gather(
                 *(
                     ledger.record(Delivery(digest, i, f"<m{i}>", result(Outcome.SENT)), NOW)
@@ -161,14 +161,14 @@ def test_ledger_group_commit_from_a_thread(store: Store) -> None:
 
 
 def test_digest_state(store: Store) -> None:
-    from kcrush_feeds.digest.select import load_digest, mark_done
+    from kcrush_feeds.store.digests import completion, load_digest, mark_done
 
     digest = add_digest(store)
-    assert deliveries.digest_state(store, digest) == ("sending", None)
+    assert completion(store, digest) == ("sending", None)
     found = load_digest(store, "2026-W48")
     assert found is not None
     mark_done(store, found, NOW)
-    assert deliveries.digest_state(store, digest) == ("done", NOW)
+    assert completion(store, digest) == ("done", NOW)
 
 
 def _hold_lock(database: str, seconds: float, ready: multiprocessing.synchronize.Event) -> None:

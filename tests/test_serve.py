@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from kcrush_feeds import tokens
-from kcrush_feeds.subscriptions import subscribers
+from kcrush_feeds.model import Subscriber
 from tests.serve_support import (
     SECRET,
     Server,
@@ -45,7 +45,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink) -> Iterator
     running.stop()
 
 
-def confirmed(server: Server, address: str, **kwargs: str) -> subscribers.Subscriber:
+def confirmed(server: Server, address: str, **kwargs: str) -> Subscriber:
     """Subscribe ``address`` and follow the link in the mail; the active subscriber."""
     with server.client() as client:
         assert subscribe(client, address, **kwargs).status_code == 200

@@ -12,14 +12,13 @@ from typing import Any
 import pytest
 
 from kcrush_feeds.delivery.smtp import (
-    Outcome,
     RateLimiter,
-    SendResult,
     SmtpPool,
     SmtpSettings,
     SmtpUnavailable,
 )
 from kcrush_feeds.errors import DeliveryError
+from kcrush_feeds.model import Outcome, SendResult
 from tests.smtp_server import Behaviour, SmtpServer, smtp_server
 
 SENDER = "KCrush Weekly <newsletter@kcrush.com>"

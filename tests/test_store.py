@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from kcrush_feeds.errors import StoreError
-from kcrush_feeds.records.normalize import Record
+from kcrush_feeds.model import Record
+from kcrush_feeds.store import records as store_records
 from kcrush_feeds.store.db import Store, migrations
 
 NOW = datetime(2024, 3, 1, tzinfo=UTC)
@@ -46,21 +47,21 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
 def test_failed_transaction_changes_nothing(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.db") as store:
         with store.transaction():
-            store.upsert_records([record(1)], source="t", now=NOW)
+            store_records.upsert(store, [record(1)], source="t", now=NOW)
         with pytest.raises(RuntimeError), store.transaction():
-            store.upsert_records([record(2), record(1, "changed")], source="t", now=NOW)
+            store_records.upsert(store, [record(2), record(1, "changed")], source="t", now=NOW)
             raise RuntimeError("boom")
-        assert store.count_records() == 1
-        assert store.get_record("r1").title == "T"  # type: ignore[union-attr]
+        assert store_records.count(store) == 1
+        assert store_records.get(store, "r1").title == "T"  # type: ignore[union-attr]
 
 
 def test_upsert_reports_and_categories_are_case_folded(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s.db") as store, store.transaction():
-        assert store.upsert_records([record(1), record(2)], source="t", now=NOW) == [
+        assert store_records.upsert(store, [record(1), record(2)], source="t", now=NOW) == [
             "added",
             "added",
         ]
-        assert store.upsert_records([record(1), record(2, "x")], source="t", now=NOW) == [
+        assert store_records.upsert(store, [record(1), record(2, "x")], source="t", now=NOW) == [
             "unchanged",
             "updated",
         ]

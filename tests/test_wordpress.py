@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import trustme
 
-from kcrush_feeds.sources.configured import Source, SourceReport, import_sources
+from kcrush_feeds.model import Source
+from kcrush_feeds.sources.configured import SourceReport, import_sources
 from kcrush_feeds.sources.http import USER_AGENT, FetchError, HttpClient, HttpSettings
 from kcrush_feeds.sources.wordpress import CURSOR_OVERLAP
+from kcrush_feeds.store import records as store_records
 from kcrush_feeds.store.db import Store
 from tests.conftest import Project, rows
 from tests.http_fixtures import (
@@ -43,7 +45,7 @@ def site(server: FixtureServer) -> WordPressSite:
 
 def record_by_guid(project: Project, site: WordPressSite, wp_id: int) -> dict[str, object]:
     with Store.open(project.dir / "store.db") as store:
-        record = store.get_record(f"{site.base}/?p={wp_id}")
+        record = store_records.get(store, f"{site.base}/?p={wp_id}")
     assert record is not None, wp_id
     return {
         "title": record.title,
@@ -186,8 +188,8 @@ def test_full_reread_withdraws_what_the_site_no_longer_lists(
 
     # Withdrawn records leave what the feeds read.
     with Store.open(project.dir / "store.db") as store:
-        shown = {r.id for r in store.iter_records_limit(1000)}
-        counts = {name: n for name, n, _ in store.category_counts()}
+        shown = {r.id for r in store_records.newest_visible(store, 1000)}
+        counts = {name: n for name, n, _ in store_records.category_counts(store)}
     assert f"{server.url}/?p=1016" not in shown and len(shown) == 228
     interviews = sum(1 for p in site.posts if 2 in p["categories"] and p["status"] == "publish")
     assert counts["K-Pop Interviews"] == interviews

@@ -1,1 +1,1 @@
-"""Getting the digest out: the SMTP pool, the deliveries ledger, the send run and its lock."""
+"""Getting the digest out: the SMTP pool, the result writer, the send run and its lock."""

@@ -23,11 +23,11 @@ from email.utils import parseaddr
 from kcrush_feeds import tokens
 from kcrush_feeds.config import Config
 from kcrush_feeds.delivery.dkim import DkimSigner
-from kcrush_feeds.delivery.smtp import Outcome, SendResult, SmtpPool, SmtpSettings, SmtpUnavailable
+from kcrush_feeds.delivery.smtp import SmtpPool, SmtpSettings, SmtpUnavailable
 from kcrush_feeds.digest.compose import DigestComposer, preview_subscriber
 from kcrush_feeds.digest.desk import editorial_of
 from kcrush_feeds.digest.editing import Editorial
-from kcrush_feeds.digest.select import Digest
+from kcrush_feeds.model import Digest, Outcome, SendResult
 from kcrush_feeds.store import editorial as store_editorial
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.store.editorial import EditorialRow

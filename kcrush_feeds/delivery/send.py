@@ -1,4 +1,4 @@
-"""Delivering a digest: composer -> bounded queue -> SMTP pool -> ledger, exactly once.
+"""Delivering a digest: composer -> bounded queue -> SMTP pool -> result writer, exactly once.
 
 The flow for one run::
 
@@ -6,7 +6,7 @@ The flow for one run::
       -> compose (one message at a time, in the producer)
       -> bounded queue (a few messages per connection: memory stays flat)
       -> senders (2 x smtp.concurrency tasks sharing smtp.concurrency connections)
-      -> the server answers -> the ledger commits the result -> the sender takes the next
+      -> the server answers -> the result writer commits it -> the sender takes the next
 
 Exactly once: a subscriber is pending until a ``sent`` (or ``failed``) row exists; that
 row is committed right after the server's 250, before the sender that got the 250 does
@@ -35,16 +35,26 @@ from typing import Protocol
 
 from kcrush_feeds.config import Config, check_email
 from kcrush_feeds.delivery import approval
-from kcrush_feeds.delivery import ledger as deliveries
 from kcrush_feeds.delivery.dkim import DkimSigner, SigningPool
-from kcrush_feeds.delivery.ledger import Delivery, Ledger
 from kcrush_feeds.delivery.lock import run_lock
-from kcrush_feeds.delivery.smtp import Outcome, SendResult, SmtpPool, SmtpSettings, SmtpUnavailable
+from kcrush_feeds.delivery.results import ResultWriter
+from kcrush_feeds.delivery.smtp import SmtpPool, SmtpSettings, SmtpUnavailable
 from kcrush_feeds.digest.compose import DigestComposer, preview_subscriber
-from kcrush_feeds.digest.select import Digest, compute_digest, load_digest, mark_done, open_digest
+from kcrush_feeds.digest.select import compute_digest, open_digest
 from kcrush_feeds.errors import EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, DeliveryError, UsageError
+from kcrush_feeds.model import (
+    Delivery,
+    Digest,
+    Outcome,
+    PendingSubscriber,
+    SendResult,
+    Subscriber,
+)
+from kcrush_feeds.signals import stop_on_signals
+from kcrush_feeds.store import deliveries
 from kcrush_feeds.store.db import Store
-from kcrush_feeds.subscriptions.subscribers import Subscriber, iter_subscribers
+from kcrush_feeds.store.digests import completion, load_digest, mark_done
+from kcrush_feeds.subscriptions.subscribers import iter_subscribers
 from kcrush_feeds.weeks import period_of
 
 log = logging.getLogger("kcrush_feeds.delivery.send")
@@ -52,7 +62,7 @@ log = logging.getLogger("kcrush_feeds.delivery.send")
 ENV_CRASH = "KCRUSH_FEEDS_TEST_CRASH_AFTER"
 SENDERS_PER_CONNECTION = 4  # a connection is busy while another sender waits for its commit
 QUEUE_PER_SENDER = 2  # composed messages waiting per sender
-LEDGER_LINGER = 0.002  # seconds a commit may wait for more results to share it
+RESULTS_LINGER = 0.002  # seconds a commit may wait for more results to share it
 
 
 class Outgoing(Protocol):
@@ -118,7 +128,7 @@ async def deliver(
     *,
     settings: SmtpSettings,
     sender: str,
-    ledger: Ledger,
+    writer: ResultWriter,
     digest_id: int,
     now: datetime,
     stop: asyncio.Event | None = None,
@@ -144,7 +154,7 @@ async def deliver(
     started = time.monotonic()
 
     def moment() -> datetime:
-        # ``now`` is pinned by the caller; the ledger's times advance with the run.
+        # ``now`` is pinned by the caller; the results' times advance with the run.
         return now + timedelta(seconds=time.monotonic() - started)
 
     async def produce() -> None:
@@ -198,7 +208,7 @@ async def deliver(
                 if crash:
                     crash.check(accepted, committed=False)
             number = accepted  # which 250 this was, for the crash hook after the commit
-            await ledger.record(
+            await writer.record(
                 Delivery(digest_id, message.subscriber_id, message.message_id, result), moment()
             )
             if result.sent and crash:
@@ -270,37 +280,6 @@ class SendReport:
         return f"{text} ({self.note})" if self.note else text
 
 
-def stop_on_signals(stop: asyncio.Event) -> Callable[[], None]:
-    """SIGTERM and SIGINT set ``stop`` (finish the message in flight, record it, exit).
-
-    Returns a function that restores the previous handlers. Outside the main thread
-    (``schedule`` runs jobs in a worker thread) signals cannot be caught: a no-op.
-    """
-    loop = asyncio.get_running_loop()
-
-    def handler(signum: int) -> None:
-        if not stop.is_set():
-            log.warning(
-                "%s: finishing the messages in flight, then stopping",
-                signal.Signals(signum).name,
-            )
-        stop.set()
-
-    installed: list[int] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(signum, handler, signum)
-            installed.append(signum)
-        except (ValueError, RuntimeError, NotImplementedError):
-            pass
-
-    def restore() -> None:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
-
-    return restore
-
-
 # --- the public entry point --------------------------------------------------------------
 
 
@@ -355,7 +334,7 @@ def _send(
         return SendReport(period, note="nothing new since the last digest: none this week")
     if digest.status == "done":
         done = deliveries.counts(store, digest.id)
-        _, finished = deliveries.digest_state(store, digest.id)
+        _, finished = completion(store, digest.id)
         when = f" on {finished.astimezone(config.site.tz):%Y-%m-%d %H:%M}" if finished else ""
         return SendReport(
             period,
@@ -387,23 +366,25 @@ def _send(
 
     async def run() -> Tally:
         stop = asyncio.Event()
-        restore = stop_on_signals(stop)
-        # ``schedule`` runs this in a worker thread, where signals cannot be caught: its
-        # main thread sets ``halt`` instead, watched here.
-        watcher = asyncio.create_task(_watch(halt, stop)) if halt is not None else None
+        # One stop mechanism (kcrush_feeds.signals): a signal sets a threading.Event,
+        # watched here. Under ``schedule`` this runs in a worker thread, where no handler
+        # can be installed: its main thread holds them and sets ``halt``.
+        asked = halt if halt is not None else threading.Event()
+        restore = stop_on_signals(asked, first=_on_signal)
+        watcher = asyncio.create_task(_watch(asked, stop, announce=halt is not None))
         signing = SigningPool(signer) if signer is not None else None
         try:
-            async with Ledger(
+            async with ResultWriter(
                 store.path,
                 max_hard_bounces=smtp.max_hard_bounces,
                 batch=settings.concurrency,
-                linger=LEDGER_LINGER,
-            ) as ledger:
+                linger=RESULTS_LINGER,
+            ) as writer:
                 return await deliver(
                     messages,
                     settings=settings,
                     sender=sender,
-                    ledger=ledger,
+                    writer=writer,
                     digest_id=digest.id,
                     now=now,
                     stop=stop,
@@ -414,8 +395,7 @@ def _send(
             if signing is not None:
                 signing.close()
             restore()
-            if watcher is not None:
-                watcher.cancel()
+            watcher.cancel()
 
     tally = asyncio.run(run())
     _log_sizes(composer)
@@ -458,15 +438,20 @@ def _log_sizes(composer: DigestComposer) -> None:
         )
 
 
-async def _watch(halt: threading.Event, stop: asyncio.Event) -> None:
-    """Set ``stop`` once another thread sets ``halt``."""
+def _on_signal(name: str) -> None:
+    log.warning("%s: finishing the messages in flight, then stopping", name)
+
+
+async def _watch(halt: threading.Event, stop: asyncio.Event, *, announce: bool) -> None:
+    """Set ``stop`` once ``halt`` is set (by a signal, or by another thread)."""
     while not halt.is_set():
         await asyncio.sleep(0.1)
-    log.warning("stop asked for: finishing the messages in flight, then stopping")
+    if announce:  # a signal caught here was logged by ``_on_signal`` already
+        log.warning("stop asked for: finishing the messages in flight, then stopping")
     stop.set()
 
 
-def _as_subscriber(pending: deliveries.PendingSubscriber) -> Subscriber:
+def _as_subscriber(pending: PendingSubscriber) -> Subscriber:
     return Subscriber(
         id=pending.id,
         email=pending.email,

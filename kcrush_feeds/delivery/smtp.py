@@ -35,7 +35,6 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from email.utils import parseaddr
-from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
@@ -54,33 +53,12 @@ from aiosmtplib import (
 
 from kcrush_feeds.config import SmtpConfig
 from kcrush_feeds.errors import DeferredError, DeliveryError
+from kcrush_feeds.model import Outcome, SendResult
 
 log = logging.getLogger("kcrush_feeds.delivery.smtp")
 
 IDLE_TIMEOUT = 30.0  # seconds: most servers drop an idle client after 60-300 s
 MAX_BACKOFF = 60.0  # seconds: the longest wait between two in-run retries
-
-
-class Outcome(StrEnum):
-    """What became of one message; the values are the ``deliveries.status`` column's."""
-
-    SENT = "sent"
-    DEFERRED = "deferred"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """The result of delivering one message to one recipient (after in-run retries)."""
-
-    outcome: Outcome
-    reply: str  # the server's last reply ("250 2.0.0 Ok: queued as ...") or what went wrong
-    attempts: int
-    hard_bounce: bool = False  # a 5xx for the recipient itself (RCPT): counts to "bounced"
-
-    @property
-    def sent(self) -> bool:
-        return self.outcome is Outcome.SENT
 
 
 class SmtpUnavailable(DeferredError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from kcrush_feeds.digest.select import DigestItem, sections_of
+from kcrush_feeds.model import DigestItem, sections_of
 
 # Per-subscriber values replace short slot names after rendering (an unsubscribe URL with
 # its token is ~150 bytes longer than its slot): leave room for them.

@@ -34,9 +34,8 @@ from kcrush_feeds.config import Config
 from kcrush_feeds.digest import clip, utm
 from kcrush_feeds.digest.editing import Editorial, apply
 from kcrush_feeds.digest.mime import address_header, fold_header, header_text, part_headers, qp
-from kcrush_feeds.digest.select import Digest, DigestItem, sections_of
 from kcrush_feeds.errors import ConfigError, KcrushError
-from kcrush_feeds.subscriptions.subscribers import Subscriber
+from kcrush_feeds.model import Digest, DigestItem, Subscriber, sections_of
 from kcrush_feeds.text import truncate
 from kcrush_feeds.tokens import sign
 from kcrush_feeds.weeks import period_bounds

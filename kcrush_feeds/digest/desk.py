@@ -16,10 +16,12 @@ from datetime import datetime
 
 from kcrush_feeds.config import Config
 from kcrush_feeds.digest.editing import Editorial, apply
-from kcrush_feeds.digest.select import Digest, compute_digest, load_digest, open_digest
+from kcrush_feeds.digest.select import compute_digest, open_digest
 from kcrush_feeds.errors import KcrushError, UsageError
+from kcrush_feeds.model import Digest
 from kcrush_feeds.store import editorial as store_editorial
 from kcrush_feeds.store.db import Store
+from kcrush_feeds.store.digests import load_digest
 from kcrush_feeds.store.editorial import EditorialRow, SendingBegan
 from kcrush_feeds.weeks import period_bounds, period_of
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 import lxml.html
 from markdown_it import MarkdownIt
 
-from kcrush_feeds.digest.select import Digest, DigestItem
+from kcrush_feeds.model import Digest, DigestItem
 from kcrush_feeds.sanitize import sanitize_html
 
 PINNED_SECTION = -1  # sorts before every configured section

@@ -27,7 +27,6 @@ import re
 import sqlite3
 import tempfile
 from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,20 +35,13 @@ from typing import Any
 
 from kcrush_feeds.config import Config
 from kcrush_feeds.errors import FeedError, StoreError
+from kcrush_feeds.feeds.entries import Channel, Entry, Listing, prepare_entry
+from kcrush_feeds.feeds.formats import FORMAT_VERSION, RENDERERS
+from kcrush_feeds.feeds.opml import render_opml
+from kcrush_feeds.feeds.pages import render_index, render_xsl
 from kcrush_feeds.feeds.slugs import check_unique, name_key, slugify
-from kcrush_feeds.feeds.writers import (
-    FORMAT_VERSION,
-    RENDERERS,
-    XSL_STYLESHEET,
-    Channel,
-    Entry,
-    Listing,
-    prepare_entry,
-    render_index,
-    render_opml,
-)
-from kcrush_feeds.records.normalize import Record
-from kcrush_feeds.store.db import RECORD_COLUMNS, Store, record_from_row, to_timestamp
+from kcrush_feeds.store import records as store_records
+from kcrush_feeds.store.db import Store, to_timestamp
 
 ALL_SLUG = "all"
 FILE_NAMES = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
@@ -58,7 +50,6 @@ INDEX_NAME = "index.html"
 XSL_NAME = "feed.xsl"
 STATE_NAME = ".build-state.json"
 STATE_VERSION = 1
-_ID_CHUNK = 500
 _CACHE_ENTRIES = 20_000  # prepared entries kept for the feeds that share them
 _WRITERS = 4  # threads writing files
 _IN_FLIGHT = 32  # rendered files waiting to be written, at most
@@ -136,7 +127,9 @@ def plan_feeds(config: Config, store: Store) -> list[FeedSpec]:
             )
         )
     if feeds_cfg.auto_categories:
-        for key, name in _record_categories(store):
+        # Withdrawn and future records count too: their category keeps a (possibly empty)
+        # feed rather than leaving stale files behind.
+        for key, name in store_records.category_keys(store):
             if key in claimed:
                 continue
             specs.append(
@@ -159,67 +152,20 @@ def plan_feeds(config: Config, store: Store) -> list[FeedSpec]:
     return specs
 
 
-def _record_categories(store: Store) -> list[tuple[str, str]]:
-    """(key, display name) of every record category in the store, by key.
-
-    Withdrawn and future records count too: their category keeps a (possibly empty) feed
-    rather than leaving stale files behind. The distinct keys come from a skip-scan of the
-    index (one lookup per category, not one row per record), and the name is the one the
-    newest record uses.
-    """
-    rows = store.conn.execute(
-        "WITH RECURSIVE k(key) AS ("
-        " SELECT min(category_key) FROM record_categories"
-        " UNION ALL"
-        " SELECT (SELECT min(category_key) FROM record_categories WHERE category_key > k.key)"
-        " FROM k WHERE k.key IS NOT NULL)"
-        " SELECT key, (SELECT name FROM record_categories WHERE category_key = k.key"
-        "  ORDER BY published DESC, record_id LIMIT 1)"
-        " FROM k WHERE key IS NOT NULL"
-    ).fetchall()
-    return [(str(key), str(name)) for key, name in rows]
-
-
 # --- selecting entries ---------------------------------------------------------------------
 
 
 def _newest(store: Store, spec: FeedSpec, now: int, limit: int) -> list[tuple[str, str]]:
     """(id, fingerprint) of the feed's newest visible records, newest first."""
-    conn = store.conn
     if spec.keys is None:
-        rows = conn.execute(
-            "SELECT id, fingerprint FROM records WHERE withdrawn = 0 AND published <= ? "
-            "ORDER BY published DESC, id LIMIT ?",
-            (now, limit),
-        ).fetchall()
-        return [(str(i), str(f)) for i, f in rows]
+        return store_records.newest_fingerprints(store, now, limit)
     found: dict[str, tuple[int, str, str]] = {}
     for key in spec.keys:
-        # Walks record_categories_newest (category_key, published DESC, record_id) and stops
-        # after ``limit`` visible rows; several keys are merged here.
-        for rid, fingerprint, published in conn.execute(
-            "SELECT rc.record_id, r.fingerprint, rc.published FROM record_categories rc "
-            "JOIN records r ON r.id = rc.record_id "
-            "WHERE rc.category_key = ? AND rc.published <= ? AND r.withdrawn = 0 "
-            "ORDER BY rc.published DESC, rc.record_id LIMIT ?",
-            (key, now, limit),
-        ):
+        # Each key's query stops after ``limit`` visible rows; several keys are merged here.
+        for rid, fingerprint, published in store_records.newest_in_category(store, key, now, limit):
             found[rid] = (published, rid, fingerprint)
     ordered = sorted(found.values(), key=lambda t: (-t[0], t[1]))[:limit]
     return [(rid, fingerprint) for _, rid, fingerprint in ordered]
-
-
-def _load(store: Store, ids: Sequence[str]) -> dict[str, Record]:
-    records: dict[str, Record] = {}
-    for start in range(0, len(ids), _ID_CHUNK):
-        chunk = ids[start : start + _ID_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        for row in store.conn.execute(
-            f"SELECT {RECORD_COLUMNS} FROM records WHERE id IN ({marks})", chunk
-        ):
-            record = record_from_row(row)
-            records[record.id] = record
-    return records
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -405,7 +351,7 @@ def _entries(
     if missing and len(cache) > _CACHE_ENTRIES:
         cache.clear()  # bounded memory with thousands of feeds; "all" overlaps most anyway
     if missing:
-        loaded = _load(store, missing)
+        loaded = store_records.load_by_ids(store, missing)
         for rid, fp in newest:
             record = loaded.get(rid)
             if record is not None:
@@ -468,7 +414,7 @@ def _write_pages(config: Config, listings: list[Listing], writer: _Writer) -> No
         INDEX_NAME: render_index(
             title, site.description, site.language, OPML_NAME, f"{base}/{OPML_NAME}", listings
         ),
-        XSL_NAME: XSL_STYLESHEET,
+        XSL_NAME: render_xsl(),
     }
     for name, data in pages.items():
         writer.put(name, output_dir / name, data, inputs=None)

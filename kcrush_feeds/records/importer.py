@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from kcrush_feeds.errors import InputError, RecordError
-from kcrush_feeds.records.normalize import Record, normalize
+from kcrush_feeds.model import Record
+from kcrush_feeds.records.normalize import normalize
 from kcrush_feeds.records.readers import BadLine, Format, RawRecord, open_source, read_records
+from kcrush_feeds.store import records as store_records
 from kcrush_feeds.store.db import Store
 
 BATCH = 2_000
@@ -204,4 +206,4 @@ def _flush(
     records = list(batch.values())
     batch.clear()
     with store.transaction() if commit else nullcontext():
-        report.count(store.upsert_records(records, source=source, now=now))
+        report.count(store_records.upsert(store, records, source=source, now=now))

@@ -6,16 +6,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import urlsplit
 
 from kcrush_feeds.errors import RecordError
+from kcrush_feeds.model import Image, Record
 from kcrush_feeds.text import has_tags, plain_text, strip_controls
 
 MAX_TITLE = 1_000  # characters
@@ -51,49 +50,6 @@ KNOWN_FIELDS = frozenset(
         "image_length",
     }
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Image:
-    url: str
-    alt: str = ""
-    type: str = "image/jpeg"
-    length: int = 0  # bytes; 0 when unknown (RSS enclosure needs a number)
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    id: str
-    url: str
-    title: str
-    published: datetime  # aware, UTC
-    updated: datetime  # aware, UTC
-    categories: tuple[str, ...]
-    summary: str = ""
-    content_html: str = ""
-    image: Image | None = None
-    authors: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-
-    def fingerprint(self) -> str:
-        """A hash of everything a feed or digest shows: equal means nothing changed."""
-        image = self.image
-        parts = [
-            self.url,
-            self.title,
-            str(int(self.published.timestamp())),
-            str(int(self.updated.timestamp())),
-            "\x1f".join(self.categories),
-            self.summary,
-            ""
-            if image is None
-            else f"{image.url}\x1f{image.alt}\x1f{image.type}\x1f{image.length}",
-            "\x1f".join(self.authors),
-            "\x1f".join(self.tags),
-            self.content_html,
-        ]
-        # Fields never contain NUL (control characters are removed on the way in).
-        return hashlib.blake2b("\x00".join(parts).encode(), digest_size=16).hexdigest()
 
 
 def normalize(raw: Mapping[str, Any], tz: tzinfo) -> tuple[Record, list[str]]:

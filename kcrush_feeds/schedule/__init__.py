@@ -1,1 +1,2 @@
-"""``schedule``: the digest's triggers and the service that builds and sends on time."""
+"""``schedule``: when to build and send (triggers, plan), the job bodies (jobs), and the
+APScheduler runtime that fires them (service, the one module importing APScheduler)."""

@@ -1,33 +1,19 @@
-"""``schedule``: build every N minutes and send the weekly digest, in one process.
+"""``schedule``'s runtime: APScheduler 3.x fires the jobs; the only module importing it.
 
-The job bodies (import + build, send) are injected as a ``Jobs`` object, so this module
-decides only *when* things run: APScheduler 3.x fires them, and everything that depends on
-"now" takes it from a clock passed in, so tests can pin any moment (a DST change, a restart
-after an outage) without sleeping.
-
-Two things APScheduler 3.x does not do for us, done here:
-
-- **Daylight saving time.** ``CronTrigger`` works on wall-clock fields and, on the day the
-  clocks go back, fires a 01:30 job twice (01:30 PDT and 01:30 PST); on the day they go
-  forward it returns a local time that does not exist. ``WallClockCronTrigger`` wraps it
-  with the rules of Vixie cron: a time in the repeated hour runs once (the first time the
-  clock shows it), and a time the clock skips runs at the moment of the jump.
-- **Catch-up after downtime.** With the memory job store, a restarted scheduler does not
-  know what it missed. ``catch_up`` computes the last digest time before "now": within
-  ``schedule.misfire_grace_time`` the digest runs at once (the digest ledger and the send
-  lock decide whether that week was already sent, never this process's memory); later
-  than that it is logged as missed and the next week is waited for.
+What runs when is decided elsewhere, on values: ``schedule.triggers`` (fire times, DST),
+``schedule.plan`` (the plan, catch-up, retries); the job bodies are ``schedule.jobs``,
+injected as a ``Jobs`` object. Everything that depends on "now" takes it from a clock
+passed in, so tests can pin any moment (a DST change, a restart after an outage) without
+sleeping.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
-from zoneinfo import ZoneInfo
 
 from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
@@ -38,322 +24,49 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from kcrush_feeds.config import Config
-from kcrush_feeds.digest.select import last_digests, load_digest
 from kcrush_feeds.errors import BusyError, KcrushError
-from kcrush_feeds.store.db import Store
-from kcrush_feeds.weeks import parse_schedule, period_of
+from kcrush_feeds.schedule.plan import (
+    BUILD,
+    DIGEST,
+    DIGEST_RETRY,
+    DigestStatus,
+    JobOutcome,
+    Jobs,
+    Plan,
+    catch_up,
+    duration,
+    retry_time,
+)
+from kcrush_feeds.schedule.triggers import (
+    EveryTrigger,
+    FireTimes,
+    WallClockCronTrigger,
+    build_trigger,
+    last_fire_time,
+)
+from kcrush_feeds.signals import stop_on_signals
 
 log = logging.getLogger("kcrush_feeds.schedule")
 
-BUILD = "build"
-DIGEST = "digest"
-DIGEST_RETRY = "digest-retry"
-
 Clock = Callable[[], datetime]
-Status = Literal["ok", "deferred", "failed"]
-
-# How far back "the week was missed" is reported on start: one week, whatever the grace.
-MISSED_LOOKBACK = timedelta(days=7)
-# A failed or deferred digest is retried after 5, 10, 20, 40, 60, 60 ... minutes while
-# the scheduled time is within the grace period (send resumes the same digest, so a retry
-# never sends anyone a second copy).
-RETRY_FIRST = timedelta(minutes=5)
-RETRY_MAX = timedelta(hours=1)
-_MAX_STEPS = 100_000  # a cron expression matches at most this often in a search
 
 
-# --- triggers -------------------------------------------------------------------------------
+class _Fires(BaseTrigger):  # type: ignore[misc]
+    """One of our triggers, as APScheduler takes it (it accepts ``BaseTrigger`` only)."""
 
-
-class WallClockCronTrigger(BaseTrigger):  # type: ignore[misc]
-    """A ``CronTrigger`` in ``tz`` that runs each wall-clock time once, across DST changes.
-
-    - A time in the hour that is repeated when the clocks go back runs once, the first time
-      the clock shows it (the second occurrence is skipped).
-    - A time that does not exist because the clocks go forward runs at the moment of the
-      jump (02:30 on the spring-forward day in Los Angeles runs at 03:00 PDT).
-
-    Comparisons are made in UTC: aware datetimes in one zone compare without ``fold``, the
-    root of several APScheduler DST bugs.
-    """
-
-    def __init__(self, fields: Mapping[str, str], tz: ZoneInfo) -> None:
-        self.tz = tz
-        self.fields = dict(fields)
-        self._cron = CronTrigger(timezone=tz, **self.fields)
+    def __init__(self, times: FireTimes) -> None:
+        self.times = times
 
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:
-        """APScheduler's entry point: the first fire time after the previous one and >= now."""
-        after = now.astimezone(UTC)
-        if previous_fire_time is not None:
-            after = max(after, previous_fire_time.astimezone(UTC) + timedelta(microseconds=1))
-        return self.first_at_or_after(after)
-
-    def first_at_or_after(self, moment: datetime) -> datetime | None:
-        """The first fire time at or after ``moment`` (aware), in ``tz``."""
-        moment = moment.astimezone(UTC)
-        probe = moment
-        for _ in range(_MAX_STEPS):
-            wall = self._cron.get_next_fire_time(None, probe.astimezone(self.tz))
-            if wall is None:
-                return None
-            fire = self._resolve(wall)
-            if fire is not None and fire >= moment:
-                return fire
-            # Always move forward, whatever instant the wall time mapped to.
-            probe = max(probe, wall.astimezone(UTC)) + timedelta(seconds=1)
-        raise RuntimeError(f"no fire time found for {self} after {moment.isoformat()}")
-
-    def _resolve(self, wall: datetime) -> datetime | None:
-        """The instant a wall-clock time ``wall`` fires at, or None for a repeat."""
-        naive = wall.replace(tzinfo=None)
-        first = naive.replace(tzinfo=self.tz, fold=0)
-        second = naive.replace(tzinfo=self.tz, fold=1)
-        if first.utcoffset() == second.utcoffset():
-            return first  # an ordinary time: one instant
-        if first.astimezone(UTC).astimezone(self.tz).replace(tzinfo=None) == naive:
-            # The repeated hour: both instants show this time; only the first one runs.
-            return first if wall.fold == 0 else None
-        return self._jump_over(naive, second.astimezone(UTC), first.astimezone(UTC))
-
-    def _jump_over(self, naive: datetime, low: datetime, high: datetime) -> datetime:
-        """The instant the clock jumps over the missing wall time ``naive``.
-
-        ``low`` (the time read with the later offset) is before the jump and ``high`` (read
-        with the earlier offset) after it; bisect to the second.
-        """
-        while high - low > timedelta(seconds=1):
-            middle = low + (high - low) / 2
-            if middle.astimezone(self.tz).replace(tzinfo=None) > naive:
-                high = middle
-            else:
-                low = middle
-        return high.replace(microsecond=0).astimezone(self.tz)
+        """Whatever the wrapped trigger says."""
+        return self.times.get_next_fire_time(previous_fire_time, now)
 
     def __str__(self) -> str:
-        return "wall-clock cron[{}] in {}".format(
-            ", ".join(f"{k}='{v}'" for k, v in self.fields.items()), self.tz.key
-        )
-
-
-def digest_trigger(schedule: str, tz: ZoneInfo) -> WallClockCronTrigger:
-    """The trigger for ``digest.schedule`` ("mon 09:00" or a crontab line) in ``tz``."""
-    return WallClockCronTrigger(parse_schedule(schedule).cron_fields(), tz)
-
-
-def build_trigger(every: timedelta, start: datetime) -> IntervalTrigger:
-    """Every ``every`` from ``start`` (the first build runs at start), counted in UTC."""
-    return IntervalTrigger(
-        seconds=max(1, int(every.total_seconds())), start_date=start.astimezone(UTC), timezone=UTC
-    )
-
-
-def next_fire_times(trigger: Any, now: datetime, count: int) -> list[datetime]:
-    """The next ``count`` fire times of ``trigger`` at or after ``now``."""
-    times: list[datetime] = []
-    previous: datetime | None = None
-    for _ in range(count):
-        fire = trigger.get_next_fire_time(previous, now)
-        if fire is None:
-            break
-        times.append(fire)
-        previous = fire
-    return times
-
-
-def last_fire_time(
-    trigger: WallClockCronTrigger, now: datetime, lookback: timedelta
-) -> datetime | None:
-    """The last fire time of ``trigger`` in ``[now - lookback, now]``, or None."""
-    now = now.astimezone(UTC)
-    span = min(timedelta(hours=1), lookback)
-    while True:
-        fire = trigger.first_at_or_after(now - span)
-        if fire is not None and fire <= now:
-            last = fire
-            while True:
-                after = trigger.first_at_or_after(last + timedelta(microseconds=1))
-                if after is None or after > now:
-                    return last
-                last = after
-        if span >= lookback:
-            return None
-        span = min(span * 2, lookback)
-
-
-# --- decisions -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class CatchUp:
-    """What to do on start about the last digest time before now.
-
-    ``kind``: "due" (within the grace period: send now), "missed" (later than that: log it
-    and wait for next week) or "none" (no digest time in the last week).
-    """
-
-    kind: Literal["due", "missed", "none"]
-    fire_time: datetime | None = None
-
-    @property
-    def period(self) -> str | None:
-        if self.fire_time is None:
-            return None
-        tz = self.fire_time.tzinfo
-        assert tz is not None
-        return period_of(self.fire_time, tz)
-
-
-def catch_up(trigger: WallClockCronTrigger, now: datetime, grace: timedelta) -> CatchUp:
-    """Decide, on start, whether a digest time passed while the process was down."""
-    last = last_fire_time(trigger, now, max(grace, MISSED_LOOKBACK))
-    if last is None:
-        return CatchUp("none")
-    if now.astimezone(UTC) - last.astimezone(UTC) <= grace:
-        return CatchUp("due", last)
-    return CatchUp("missed", last)
-
-
-def retry_time(
-    scheduled: datetime, attempt: int, now: datetime, grace: timedelta
-) -> datetime | None:
-    """When to retry a failed or deferred digest, or None once past the grace period.
-
-    ``attempt`` counts the retries already made (0 for the first). The delays are 5, 10,
-    20, 40, then 60 minutes; the last try is at the end of the grace period.
-    """
-    delay = min(RETRY_FIRST * (1 << min(attempt, 16)), RETRY_MAX)
-    now = now.astimezone(UTC)
-    deadline = scheduled.astimezone(UTC) + grace
-    if now >= deadline:
-        return None
-    # The last try is at the end of the grace period, not skipped because of the backoff.
-    return min(now + delay, deadline)
-
-
-# --- the jobs -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class JobOutcome:
-    """What one run of a job did: ``status`` and a one-line summary for the log."""
-
-    status: Status
-    summary: str
-
-
-class Jobs(Protocol):
-    """The work ``schedule`` runs. Each call gets ``now`` and an event set on SIGTERM."""
-
-    def build(self, now: datetime, stop: threading.Event) -> JobOutcome:
-        """Import the configured sources, then build the feeds."""
-        ...
-
-    def send(self, now: datetime, stop: threading.Event) -> JobOutcome:
-        """Send (or resume) the digest of the current period; a no-op if already sent."""
-        ...
-
-
-# What the digest ledger says about a period: "done", "sending" (started, not finished),
-# "missing" (no digest for it, earlier ones exist) or "empty" (no digest was ever sent).
-LedgerState = Literal["done", "sending", "missing", "empty"]
-Ledger = Callable[[str], LedgerState]
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """When each job runs, from the config."""
-
-    tz: ZoneInfo
-    build_every: timedelta
-    grace: timedelta
-    schedule: str | None  # digest.schedule; None when the digest is not sent
-    sources: int = 0
-    why_no_digest: str = "no [digest] section"
-
-    @classmethod
-    def from_config(cls, config: Config) -> Plan:
-        """The plan for ``config``: the digest only with both [digest] and [smtp]."""
-        schedule = None
-        why = "no [digest] section"
-        if config.digest is not None:
-            schedule = config.digest.schedule if config.smtp is not None else None
-            why = "no [smtp] section"
-        return cls(
-            tz=config.site.tz,
-            build_every=config.schedule.build_every,
-            grace=config.schedule.misfire_grace_time,
-            schedule=schedule,
-            sources=len(config.sources),
-            why_no_digest=why,
-        )
-
-    @property
-    def digest(self) -> WallClockCronTrigger | None:
-        return None if self.schedule is None else digest_trigger(self.schedule, self.tz)
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedJob:
-    """One line of ``schedule --print``."""
-
-    name: str
-    description: str
-    next_runs: tuple[datetime, ...]
-
-
-def describe(plan: Plan, now: datetime, count: int = 3) -> list[PlannedJob]:
-    """The jobs and their next ``count`` run times if the process started at ``now``."""
-    what = (
-        f"import {plan.sources} source{'s' if plan.sources != 1 else ''}, then build"
-        if plan.sources
-        else "build the feeds"
-    )
-    jobs = [
-        PlannedJob(
-            BUILD,
-            f"every {_duration(plan.build_every)}: {what}",
-            tuple(
-                t.astimezone(plan.tz)
-                for t in next_fire_times(build_trigger(plan.build_every, now), now, count)
-            ),
-        )
-    ]
-    trigger = plan.digest
-    if trigger is not None and plan.schedule is not None:
-        runs = next_fire_times(trigger, now, count)
-        decision = catch_up(trigger, now, plan.grace)
-        description = (
-            f"{plan.schedule!r} in {plan.tz.key}: send the weekly digest "
-            f"(up to {_duration(plan.grace)} late after a restart)"
-        )
-        if decision.kind == "due":
-            assert decision.fire_time is not None
-            runs = [now.astimezone(plan.tz), *runs][:count]
-            description += f" (catching up {decision.fire_time.isoformat()} at start)"
-        jobs.append(PlannedJob(DIGEST, description, tuple(runs)))
-    else:
-        jobs.append(PlannedJob(DIGEST, f"not sent: {plan.why_no_digest}", ()))
-    return jobs
-
-
-def _duration(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts) or "0s"
-
-
-# --- the service ------------------------------------------------------------------------------
+        return str(self.times)
 
 
 class Service:
@@ -374,7 +87,7 @@ class Service:
         *,
         clock: Clock,
         timer: Clock,
-        ledger: Ledger | None = None,
+        digest_status: DigestStatus | None = None,
         workers: int = 2,
         retry_check: timedelta = timedelta(minutes=1),
     ) -> None:
@@ -382,14 +95,14 @@ class Service:
         self.jobs = jobs
         self.clock = clock
         self.timer = timer
-        self.ledger = ledger
+        self.digest_status = digest_status
         self.retry_check = retry_check
         self.stop = threading.Event()
-        self._digest = plan.digest
+        self._digest: WallClockCronTrigger | None = plan.digest
         self._lock = threading.Lock()
         self._retries = 0
         self._retry: tuple[datetime, datetime] | None = None  # (when, scheduled) on timer
-        self._build: IntervalTrigger = build_trigger(plan.build_every, timer())
+        self._build: EveryTrigger = build_trigger(plan.build_every, timer())
         self.scheduler = BackgroundScheduler(
             timezone=plan.tz,
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
@@ -405,7 +118,7 @@ class Service:
         self._build = build_trigger(self.plan.build_every, self.timer())
         self.scheduler.add_job(
             self._run_build,
-            self._build,
+            _Fires(self._build),
             id=BUILD,
             name=BUILD,
             misfire_grace_time=None,
@@ -417,7 +130,7 @@ class Service:
             extra = {"next_run_time": self.timer()} if due else {}
             self.scheduler.add_job(
                 self._run_digest,
-                self._digest,
+                _Fires(self._digest),
                 id=DIGEST,
                 name=DIGEST,
                 misfire_grace_time=max(1, int(self.plan.grace.total_seconds())),
@@ -439,20 +152,25 @@ class Service:
             else logging.INFO,
             "schedule: started in %s; build every %s; %s",
             self.plan.tz.key,
-            _duration(self.plan.build_every),
+            duration(self.plan.build_every),
             f"digest at {self.plan.schedule!r}, next {self._next_digest(now)}"
             if self._digest is not None
             else f"{self.plan.why_no_digest}: the digest is not sent",
         )
 
     def run(self) -> None:
-        """Start, then block until ``stop`` is set; the work in flight finishes first."""
+        """Start, then block until SIGTERM or SIGINT (or ``stop``); the work in flight
+        finishes first, a second signal stops at once (exit status 1)."""
+        route_apscheduler_logs()
+        restore = stop_on_signals(self.stop, first=_announce, again=_stop_at_once)
         self.start()
         try:
+            # A timeout keeps the main thread responsive to signals on every platform.
             while not self.stop.wait(1.0):
                 pass
         finally:
             self.shutdown()
+            restore()
 
     def shutdown(self) -> None:
         """Stop firing, let running jobs finish (they see ``stop`` set), then return."""
@@ -474,12 +192,14 @@ class Service:
                 "digest: the digest time %s passed while schedule was not running; "
                 "within the grace period of %s: sending now",
                 decision.fire_time.isoformat(),
-                _duration(self.plan.grace),
+                duration(self.plan.grace),
             )
             return True
         if decision.kind == "missed":
             assert decision.fire_time is not None and decision.period is not None
-            state = self.ledger(decision.period) if self.ledger is not None else "missing"
+            state = (
+                self.digest_status(decision.period) if self.digest_status is not None else "missing"
+            )
             when = decision.fire_time.isoformat()
             if state == "done":
                 log.info("digest: the digest of %s (%s) was sent", decision.period, when)
@@ -497,7 +217,7 @@ class Service:
                     "was started but not finished"
                     if state == "sending"
                     else "is not in the store (not sent, or nothing was new)",
-                    _duration(self.plan.grace),
+                    duration(self.plan.grace),
                     self._next_digest(now),
                 )
         return False
@@ -560,7 +280,7 @@ class Service:
                 "('kcrush-feeds send' retries by hand)",
                 outcome.status,
                 outcome.summary,
-                _duration(self.plan.grace),
+                duration(self.plan.grace),
             )
         else:
             log.info("digest: %s: %s", outcome.status, outcome.summary)
@@ -587,7 +307,7 @@ class Service:
     def _next_build(self) -> str:
         # From the trigger, not the job: APScheduler may update the job's next_run_time
         # only after this run has started.
-        when: datetime = self._build.get_next_fire_time(None, self.timer() + timedelta(seconds=1))
+        when = self._build.get_next_fire_time(None, self.timer() + timedelta(seconds=1))
         return when.astimezone(self.plan.tz).isoformat(timespec="seconds")
 
     def _next_digest(self, now: datetime) -> str:
@@ -605,13 +325,26 @@ class Service:
             "(was the machine asleep?); the next one runs as scheduled",
             event.job_id,
             event.scheduled_run_time.astimezone(self.plan.tz).isoformat(),
-            _duration(self.plan.grace),
+            duration(self.plan.grace),
         )
 
 
-def digest_state(store: Store, period: str) -> LedgerState:
-    """What the digest ledger in ``store`` says about the digest of ``period``."""
-    digest = load_digest(store, period)
-    if digest is not None:
-        return "done" if digest.status == "done" else "sending"
-    return "missing" if next(last_digests(store), None) is not None else "empty"
+def _announce(name: str) -> None:
+    log.info(
+        "schedule: %s received: stopping after the work in flight (send it again to stop at once)",
+        name,
+    )
+
+
+def _stop_at_once(name: str) -> None:
+    log.warning("schedule: %s again: stopping at once", name)
+    sys.exit(1)
+
+
+def route_apscheduler_logs() -> None:
+    """APScheduler's errors go through our handler; its INFO chatter is dropped."""
+    ours = logging.getLogger("kcrush_feeds")
+    theirs = logging.getLogger("apscheduler")
+    theirs.handlers[:] = list(ours.handlers)
+    theirs.propagate = False
+    theirs.setLevel(logging.ERROR)  # missed and skipped runs are logged by the Service

@@ -20,77 +20,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from kcrush_feeds.config import Config, SourceConfig, secret_from_env
 from kcrush_feeds.errors import InputError, KcrushError, RecordError
+from kcrush_feeds.model import Record, Source, SourceState
 from kcrush_feeds.records.importer import ImportReport, Problem, import_files, import_records
-from kcrush_feeds.records.normalize import Record, normalize
+from kcrush_feeds.records.normalize import normalize
 from kcrush_feeds.sources.feed import parse_feed
 from kcrush_feeds.sources.http import MB, HttpClient, HttpSettings
 from kcrush_feeds.sources.wordpress import CURSOR_OVERLAP, WordPressSite, format_utc, parse_gmt
-from kcrush_feeds.store.db import Store, from_timestamp, to_timestamp
+from kcrush_feeds.store import records as store_records
+from kcrush_feeds.store import sources as store_sources
+from kcrush_feeds.store.db import Store
 
 log = logging.getLogger("kcrush_feeds.sources.configured")
-
-Kind = Literal["wordpress", "feed", "file"]
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """One place to import from. ``key`` identifies it in the store."""
-
-    kind: Kind
-    location: str  # a URL, or a file path
-    name: str = ""
-    categories: tuple[str, ...] = ()  # feed entries without a category get these
-    username: str | None = None  # WordPress: with password_env, every post status is read
-    password_env: str | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.kind} {self.location}"
-
-    @property
-    def label(self) -> str:
-        return self.name or self.location
-
-    @property
-    def is_url(self) -> bool:
-        return self.location.startswith(("http://", "https://"))
-
-    @classmethod
-    def from_config(cls, config: Config, entry: SourceConfig) -> Source:
-        if entry.url is not None:
-            location = entry.url.rstrip("/") if entry.type == "wordpress" else entry.url
-        else:
-            assert entry.path is not None
-            location = str(config.resolve(entry.path))
-        return cls(
-            entry.type,
-            location,
-            entry.name or "",
-            tuple(entry.categories),
-            entry.username,
-            entry.password_env,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class SourceState:
-    """What the store remembers about a source."""
-
-    key: str
-    name: str
-    kind: str
-    url: str
-    cursor: str | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-    last_attempt: datetime | None = None
-    last_success: datetime | None = None
-    last_error: str | None = None
-    last_summary: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,72 +77,31 @@ class SourceReport:
         return text
 
 
-# --- state ------------------------------------------------------------------------------
-
-
-_STATE_COLUMNS = (
-    "key, name, kind, url, cursor, etag, last_modified, last_attempt, "
-    "last_success, last_error, last_summary"
-)
-
-
-def list_states(store: Store) -> list[SourceState]:
-    """Every source the store knows, in the order they were first imported."""
-    rows = store.conn.execute(f"SELECT {_STATE_COLUMNS} FROM sources ORDER BY rowid").fetchall()
-    return [_state(row) for row in rows]
-
-
-def get_state(store: Store, source: Source) -> SourceState:
-    row = store.conn.execute(
-        f"SELECT {_STATE_COLUMNS} FROM sources WHERE key = ?", (source.key,)
-    ).fetchone()
-    if row is None:
-        return SourceState(source.key, source.label, source.kind, source.location)
-    return _state(row)
-
-
-def _state(row: Sequence[object]) -> SourceState:
-    (key, name, kind, url, cursor, etag, last_modified, attempt, success, error, summary) = row
-    return SourceState(
-        str(key),
-        str(name),
-        str(kind),
-        str(url),
-        cursor if isinstance(cursor, str) else None,
-        etag if isinstance(etag, str) else None,
-        last_modified if isinstance(last_modified, str) else None,
-        from_timestamp(attempt) if isinstance(attempt, int) else None,
-        from_timestamp(success) if isinstance(success, int) else None,
-        error if isinstance(error, str) else None,
-        summary if isinstance(summary, str) else None,
+def source_from_config(config: Config, entry: SourceConfig) -> Source:
+    """The ``Source`` a ``[[sources]]`` entry of ``config`` names (paths resolved)."""
+    if entry.url is not None:
+        location = entry.url.rstrip("/") if entry.type == "wordpress" else entry.url
+    else:
+        assert entry.path is not None
+        location = str(config.resolve(entry.path))
+    return Source(
+        entry.type,
+        location,
+        entry.name or "",
+        tuple(entry.categories),
+        entry.username,
+        entry.password_env,
     )
 
 
-def _save(store: Store, source: Source, now: datetime, **values: object) -> None:
-    """Upsert the source row with ``values`` (column -> value), stamping last_attempt."""
-    columns = {
-        "name": source.label,
-        "kind": source.kind,
-        "url": source.location,
-        "last_attempt": to_timestamp(now),
-        **values,
-    }
-    names = ", ".join(columns)
-    marks = ", ".join("?" * len(columns))
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns)
-    with store.transaction() as conn:
-        conn.execute(
-            f"INSERT INTO sources (key, {names}) VALUES (?, {marks}) "
-            f"ON CONFLICT (key) DO UPDATE SET {updates}",
-            (source.key, *columns.values()),
-        )
+# --- state ------------------------------------------------------------------------------
 
 
 # --- importing --------------------------------------------------------------------------
 
 
 def config_sources(config: Config) -> list[Source]:
-    return [Source.from_config(config, entry) for entry in config.sources]
+    return [source_from_config(config, entry) for entry in config.sources]
 
 
 def import_sources(
@@ -243,7 +145,7 @@ def import_source(
     log_errors: bool = True,
 ) -> SourceReport:
     """Import one source; errors become the report's ``error`` (and ``last_error``)."""
-    state = get_state(store, source)
+    state = store_sources.get_state(store, source)
     try:
         if source.kind == "wordpress":
             report = _import_wordpress(source, state, config, store, now, client, full)
@@ -254,15 +156,10 @@ def import_source(
     except KcrushError as e:
         if log_errors:
             log.warning("%s: %s", source.label, e)
-        _save(store, source, now, last_error=str(e))
+        store_sources.save(store, source, now, last_error=str(e))
         return SourceReport(source, error=str(e))
-    _save(
-        store,
-        source,
-        now,
-        last_success=to_timestamp(now),
-        last_error=None,
-        last_summary=report.summary(),
+    store_sources.save(
+        store, source, now, succeeded=True, last_error=None, last_summary=report.summary()
     )
     return report
 
@@ -302,14 +199,14 @@ def _import_wordpress(
                 batch.append((source.key, None, record))
         restored += _store(store, source, batch, now, report)
         with store.transaction():
-            withdrawn += _set_withdrawn(store, gone, withdrawn=True)
+            withdrawn += store_records.set_withdrawn(store, gone, withdrawn=True)
         if page.newest_modified is not None and (newest is None or page.newest_modified > newest):
             newest = page.newest_modified
         if page.total_pages > 1:
             log.info("%s: page %d of %d stored", source.label, page.page, page.total_pages)
         # Saved after every stored page (oldest edits first), so an interrupted run resumes
         # where it stopped instead of starting over.
-        _save(store, source, now, cursor=format_utc(newest) if newest else None)
+        store_sources.save(store, source, now, cursor=format_utc(newest) if newest else None)
     if not site.complete:
         # Posts were deleted (or the count changed) while we paged: some may have shifted
         # onto a page already read. Ask again from the old cursor next time, and withdraw
@@ -319,7 +216,7 @@ def _import_wordpress(
             source.label,
         )
         previous = state.cursor
-        _save(store, source, now, cursor=previous)
+        store_sources.save(store, source, now, cursor=previous)
         newest = parse_gmt(previous)
     elif full:
         withdrawn += _withdraw_absent(store, source, seen)
@@ -380,7 +277,7 @@ def _import_feed(
     if previous is not None and (newest is None or previous > newest):
         newest = previous
     cursor = format_utc(newest) if newest else None
-    _save(store, source, now, etag=etag, last_modified=last_modified, cursor=cursor)
+    store_sources.save(store, source, now, etag=etag, last_modified=last_modified, cursor=cursor)
     return SourceReport(
         source,
         fetched=len(parsed.entries),
@@ -431,37 +328,13 @@ def _store(
     report: ImportReport,
 ) -> int:
     """Store ``batch``; records of it that were withdrawn are restored. Returns how many."""
-    ids = [record.id for _, _, record in batch]
-    was_withdrawn: set[str] = set()
-    for start in range(0, len(ids), 500):
-        chunk = ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        was_withdrawn.update(
-            row[0]
-            for row in store.conn.execute(
-                f"SELECT id FROM records WHERE withdrawn = 1 AND id IN ({marks})", chunk
-            )
-        )
+    was_withdrawn = store_records.withdrawn_among(store, [record.id for _, _, record in batch])
     import_records(store, batch, source=source.key, now=now, report=report)
     if was_withdrawn:
         with store.transaction():
             # An unchanged record is not rewritten by the upsert, so clear the flag here.
-            _set_withdrawn(store, sorted(was_withdrawn), withdrawn=False)
+            store_records.set_withdrawn(store, sorted(was_withdrawn), withdrawn=False)
     return len(was_withdrawn)
-
-
-def _set_withdrawn(store: Store, ids: Sequence[str], *, withdrawn: bool) -> int:
-    """Mark ``ids`` withdrawn (or not); how many rows changed. Inside a transaction."""
-    changed = 0
-    flag = 1 if withdrawn else 0
-    for start in range(0, len(ids), 500):
-        chunk = list(ids[start : start + 500])
-        marks = ",".join("?" * len(chunk))
-        changed += store.conn.execute(
-            f"UPDATE records SET withdrawn = ? WHERE withdrawn != ? AND id IN ({marks})",
-            (flag, flag, *chunk),
-        ).rowcount
-    return changed
 
 
 def _withdraw_absent(store: Store, source: Source, seen: set[str]) -> int:
@@ -471,14 +344,4 @@ def _withdraw_absent(store: Store, source: Source, seen: set[str]) -> int:
         # editor deleting everything: keep the records, say so.
         log.warning("%s: the full re-read listed no posts; nothing withdrawn", source.label)
         return 0
-    with store.transaction() as conn:
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS seen_ids (id TEXT PRIMARY KEY)")
-        conn.execute("DELETE FROM seen_ids")
-        conn.executemany("INSERT OR IGNORE INTO seen_ids (id) VALUES (?)", [(i,) for i in seen])
-        changed = conn.execute(
-            "UPDATE records SET withdrawn = 1 WHERE source = ? AND withdrawn = 0 "
-            "AND id NOT IN (SELECT id FROM seen_ids)",
-            (source.key,),
-        ).rowcount
-        conn.execute("DELETE FROM seen_ids")
-    return int(changed)
+    return store_records.withdraw_absent(store, source.key, seen)

@@ -11,8 +11,6 @@ address the same subscriber. Status: ``pending`` (waits for confirmation), ``act
 from __future__ import annotations
 
 import csv
-import json
-import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,8 +21,10 @@ from email_validator import EmailNotValidError, validate_email
 
 from kcrush_feeds.digest.sections import Catalogue
 from kcrush_feeds.errors import InputError, UsageError
+from kcrush_feeds.model import Subscriber, email_key
 from kcrush_feeds.records.importer import Problem
-from kcrush_feeds.store.db import Store, to_timestamp
+from kcrush_feeds.store import subscribers as store_subscribers
+from kcrush_feeds.store.db import Store
 from kcrush_feeds.text import strip_controls
 
 Status = Literal["pending", "active", "paused", "unsubscribed", "bounced"]
@@ -34,24 +34,10 @@ STATUSES: tuple[Status, ...] = get_args(Status)
 STOPPED: frozenset[str] = frozenset({"unsubscribed", "bounced"})
 CSV_COLUMNS = ("email", "name", "categories", "status")
 MAX_NAME = 200
-_COLUMNS = "id, email, name, status, categories"
 
 
 class SubscriberError(UsageError):
     """An address, name, category or status given for a subscriber is not acceptable."""
-
-
-@dataclass(frozen=True, slots=True)
-class Subscriber:
-    id: int
-    email: str
-    name: str
-    status: str  # pending|active|paused|unsubscribed|bounced
-    categories: tuple[str, ...] | None  # digest categories (feed slugs); None = all of them
-
-    @property
-    def key(self) -> str:
-        return email_key(self.email)
 
 
 # --- values ------------------------------------------------------------------------------
@@ -69,11 +55,6 @@ def normalize_email(value: str) -> str:
     except EmailNotValidError as e:
         raise SubscriberError(str(e)) from e
     return str(result.ascii_email or result.normalized)
-
-
-def email_key(email: str) -> str:
-    """The address compared case-insensitively: two spellings, one subscriber."""
-    return email.strip().lower()
 
 
 def clean_name(value: str | None) -> str:
@@ -116,84 +97,30 @@ def check_categories(catalogue: Catalogue, values: Iterable[str] | None) -> tupl
 # --- reading -----------------------------------------------------------------------------
 
 
-def _from_row(row: tuple[Any, ...]) -> Subscriber:
-    categories = None if row[4] is None else tuple(json.loads(row[4]))
-    return Subscriber(id=row[0], email=row[1], name=row[2], status=row[3], categories=categories)
-
-
 def get_subscriber(store: Store, email: str) -> Subscriber | None:
     """The subscriber with this address (any case), or None."""
-    row = store.conn.execute(
-        f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?", (email_key(email),)
-    ).fetchone()
-    return None if row is None else _from_row(row)
+    return store_subscribers.get_by_email(store, email)
 
 
 def get_subscriber_by_id(store: Store, subscriber_id: int) -> Subscriber | None:
-    row = store.conn.execute(
-        f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?", (subscriber_id,)
-    ).fetchone()
-    return None if row is None else _from_row(row)
+    return store_subscribers.get_by_id(store, subscriber_id)
 
 
 def iter_subscribers(store: Store, *, status: str | None = None) -> Iterator[Subscriber]:
     """Subscribers in id order (optionally only one status), streamed from the store."""
     if status is not None:
         check_status(status)
-        cursor = store.conn.execute(
-            f"SELECT {_COLUMNS} FROM subscribers WHERE status = ? ORDER BY id", (status,)
-        )
-    else:
-        cursor = store.conn.execute(f"SELECT {_COLUMNS} FROM subscribers ORDER BY id")
-    for row in cursor:
-        yield _from_row(row)
+    return store_subscribers.iter_all(store, status=status)
 
 
 def count_by_status(store: Store) -> dict[str, int]:
     """How many subscribers are in each status (every status listed, zero included)."""
     counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
-    for status, count in store.conn.execute(
-        "SELECT status, count(*) FROM subscribers GROUP BY status"
-    ):
-        counts[status] = count
+    counts.update(store_subscribers.count_by_status(store))
     return counts
 
 
 # --- writing -----------------------------------------------------------------------------
-
-
-def _categories_json(categories: tuple[str, ...] | None) -> str | None:
-    return None if categories is None else json.dumps(list(categories), ensure_ascii=False)
-
-
-def _insert(
-    conn: sqlite3.Connection,
-    email: str,
-    name: str,
-    status: Status,
-    categories: tuple[str, ...] | None,
-    now: datetime,
-    origin: str,
-) -> int:
-    stamp = to_timestamp(now)
-    cursor = conn.execute(
-        "INSERT INTO subscribers (email, email_key, name, status, categories, created_at, "
-        "updated_at, confirmed_at, unsubscribed_at, origin) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (
-            email,
-            email_key(email),
-            name,
-            status,
-            _categories_json(categories),
-            stamp,
-            stamp,
-            stamp if status == "active" else None,
-            stamp if status == "unsubscribed" else None,
-            origin,
-        ),
-    )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
 
 
 def add_subscriber(
@@ -216,14 +143,14 @@ def add_subscriber(
     except SubscriberError as e:
         raise SubscriberError(f"{email.strip()!r}: {e.message}") from e
     check_status(status)
-    with store.transaction() as conn:
+    with store.transaction():
         existing = get_subscriber(store, address)
         if existing is not None:
             raise SubscriberError(
                 f"{existing.email} is already a subscriber ({existing.status})",
                 hint="change it with 'kcrush-feeds subscribers update'",
             )
-        new_id = _insert(conn, address, name, status, categories, now, origin)
+        new_id = store_subscribers.insert(store, address, name, status, categories, now, origin)
     return Subscriber(new_id, address, name, status, categories)
 
 
@@ -246,32 +173,25 @@ def update_subscriber(
     it may re-activate an address that unsubscribed. With ``only_from``, nothing changes
     unless the current status is one of those, and the subscriber comes back as it is.
     """
-    with store.transaction() as conn:
+    with store.transaction():
         current = get_subscriber(store, email)
         if current is None:
             raise SubscriberError(f"{email}: no such subscriber")
         if only_from is not None and current.status not in set(only_from):
             return current  # checked inside the transaction: no race with another change
-        sets: list[str] = ["updated_at = ?"]
-        params: list[Any] = [to_timestamp(now)]
-        if name is not None:
-            sets.append("name = ?")
-            params.append(clean_name(name))
-        if categories is not _UNSET:
-            sets.append("categories = ?")
-            params.append(_categories_json(categories))
-        if status is not None and status != current.status:
-            check_status(status)
-            sets.append("status = ?")
-            params.append(status)
-            if status == "active":
-                sets.append("confirmed_at = coalesce(confirmed_at, ?), hard_bounces = 0")
-                params.append(to_timestamp(now))
-            elif status == "unsubscribed":
-                sets.append("unsubscribed_at = ?")
-                params.append(to_timestamp(now))
-        conn.execute(
-            f"UPDATE subscribers SET {', '.join(sets)} WHERE id = ?", (*params, current.id)
+        new_name = store_subscribers.KEEP if name is None else clean_name(name)
+        new_status = status if status is not None and status != current.status else None
+        if new_status is not None:
+            check_status(new_status)
+        store_subscribers.update(
+            store,
+            current.id,
+            now,
+            name=new_name,
+            categories=store_subscribers.KEEP if categories is _UNSET else categories,
+            status=store_subscribers.KEEP if new_status is None else new_status,
+            # An explicit re-activation starts the hard-bounce count afresh; an import not.
+            reset_bounces=new_status == "active",
         )
     updated = get_subscriber_by_id(store, current.id)
     assert updated is not None
@@ -295,17 +215,22 @@ def subscribe_pending(
     """
     address = normalize_email(email)
     name = clean_name(name)
-    with store.transaction() as conn:
+    with store.transaction():
         current = get_subscriber(store, address)
         if current is None:
-            new_id = _insert(conn, address, name, "pending", categories, now, origin)
+            new_id = store_subscribers.insert(
+                store, address, name, "pending", categories, now, origin
+            )
             return Subscriber(new_id, address, name, "pending", categories), None
         if current.status in ("active", "paused"):
             return current, current.status
-        conn.execute(
-            "UPDATE subscribers SET name = ?, categories = ?, status = 'pending', "
-            "updated_at = ? WHERE id = ?",
-            (name or current.name, _categories_json(categories), to_timestamp(now), current.id),
+        store_subscribers.update(
+            store,
+            current.id,
+            now,
+            name=name or current.name,
+            categories=categories,
+            status="pending",
         )
     kept_name = name or current.name
     return Subscriber(current.id, current.email, kept_name, "pending", categories), current.status
@@ -321,9 +246,8 @@ def remove_subscriber(
         raise SubscriberError(f"{email}: no such subscriber")
     if not forget:
         return update_subscriber(store, email, now=now, status="unsubscribed")
-    with store.transaction() as conn:
-        conn.execute("DELETE FROM deliveries WHERE subscriber_id = ?", (current.id,))
-        conn.execute("DELETE FROM subscribers WHERE id = ?", (current.id,))
+    with store.transaction():
+        store_subscribers.delete(store, current.id)
     return current
 
 
@@ -387,9 +311,9 @@ def import_subscribers(
                 rows = _read_rows(handle, label, catalogue, report)
         except OSError as e:
             raise InputError(label, f"cannot read: {e.strerror}") from e
-    with store.transaction() as conn:
+    with store.transaction():
         for key, row in rows.items():
-            _merge(conn, key, row, label, report, now, default_status)
+            _merge(store, key, row, label, report, now, default_status)
     return report
 
 
@@ -473,7 +397,7 @@ def _parse_row(record: dict[str | Any, Any], line: int, catalogue: Catalogue) ->
 
 
 def _merge(
-    conn: sqlite3.Connection,
+    store: Store,
     key: str,
     row: _Row,
     label: str,
@@ -481,12 +405,10 @@ def _merge(
     now: datetime,
     default_status: Status,
 ) -> None:
-    current = conn.execute(
-        f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?", (key,)
-    ).fetchone()
-    if current is None:
-        _insert(
-            conn,
+    existing = get_subscriber(store, key)
+    if existing is None:
+        store_subscribers.insert(
+            store,
             row.email,
             row.name or "",
             row.status or default_status,
@@ -496,7 +418,6 @@ def _merge(
         )
         report.added += 1
         return
-    existing = _from_row(current)
     if existing.status in STOPPED:
         wanted = row.status or default_status
         if wanted not in STOPPED:
@@ -517,24 +438,9 @@ def _merge(
     if (name, categories, status) == (existing.name, existing.categories, existing.status):
         report.unchanged += 1
         return
-    stamp = to_timestamp(now)
-    conn.execute(
-        "UPDATE subscribers SET name = ?, categories = ?, status = ?, updated_at = ?, "
-        "confirmed_at = CASE WHEN ? = 'active' THEN coalesce(confirmed_at, ?) "
-        "ELSE confirmed_at END, "
-        "unsubscribed_at = CASE WHEN ? = 'unsubscribed' THEN ? ELSE unsubscribed_at END "
-        "WHERE id = ?",
-        (
-            name,
-            _categories_json(categories),
-            status,
-            stamp,
-            status,
-            stamp,
-            status,
-            stamp,
-            existing.id,
-        ),
+    # An import never resets the hard-bounce count: only an explicit change does.
+    store_subscribers.update(
+        store, existing.id, now, name=name, categories=categories, status=status
     )
     report.updated += 1
 

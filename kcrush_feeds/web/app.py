@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kcrush_feeds.config import Config
+from kcrush_feeds.store import subscribers as store_subscribers
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.web import guards
 from kcrush_feeds.web.approve import Approve
@@ -70,7 +71,7 @@ def create_app(
 
     async def health(request: Request) -> Response:
         def probe(store: Store) -> dict[str, Any]:
-            store.conn.execute("SELECT count(*) FROM subscribers").fetchone()
+            store_subscribers.count_all(store)
             return {"status": "ok", "store": "ok", "schema_version": store.schema_version}
 
         try:

@@ -18,10 +18,9 @@ from urllib.parse import urlsplit
 import jinja2
 
 from kcrush_feeds.config import Config
-from kcrush_feeds.delivery.smtp import Outcome, SendResult
 from kcrush_feeds.digest.mime import address_header, fold_header, raw_header, text_message
 from kcrush_feeds.errors import KcrushError
-from kcrush_feeds.subscriptions.subscribers import Subscriber
+from kcrush_feeds.model import Outcome, SendResult, Subscriber
 
 log = logging.getLogger("kcrush_feeds.web.app")
 

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from kcrush_feeds.delivery.smtp import Outcome, SendResult
+from kcrush_feeds.model import Outcome, SendResult
 from kcrush_feeds.store import editorial as outbox
 from kcrush_feeds.store.db import Store
 

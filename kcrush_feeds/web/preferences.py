@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kcrush_feeds import tokens
+from kcrush_feeds.model import Subscriber
 from kcrush_feeds.subscriptions import subscribers
 from kcrush_feeds.web import guards
 from kcrush_feeds.web.pages import root
@@ -63,7 +64,7 @@ class Preferences:
         self,
         request: Request,
         token: str,
-        subscriber: subscribers.Subscriber,
+        subscriber: Subscriber,
         *,
         status: int = 200,
         message: str = "",

@@ -27,6 +27,7 @@ from kcrush_feeds import tokens
 from kcrush_feeds.config import Config, SubscriptionsConfig
 from kcrush_feeds.delivery.dkim import DkimSigner
 from kcrush_feeds.digest.sections import Catalogue
+from kcrush_feeds.model import Subscriber
 from kcrush_feeds.store import editorial as store_editorial
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions import subscribers
@@ -189,7 +190,7 @@ class Service:
         """An absolute link for a mail: always from ``base_url``, never from the request."""
         return f"{self.base_url}/{path}?token={token}"
 
-    def local_link(self, request: Request, path: str, subscriber: subscribers.Subscriber) -> str:
+    def local_link(self, request: Request, path: str, subscriber: Subscriber) -> str:
         """A signed link to ``path`` on this server, for a page (relative to the request)."""
         purpose: tokens.Purpose = "preferences" if path == "preferences" else "unsubscribe"
         token = tokens.sign(self.secret, purpose, subscriber.email)
@@ -216,14 +217,14 @@ class Service:
 
     # --- changes (run through ``db``) -------------------------------------------------------
 
-    def unsubscribe(self, store: Store, address: str) -> subscribers.Subscriber | None:
+    def unsubscribe(self, store: Store, address: str) -> Subscriber | None:
         """End the subscription of ``address`` (whatever its state); None if unknown."""
         return change(
             store, address, now=self.now(), status="unsubscribed", only_from=UNSUBSCRIBABLE
         )
 
 
-def change(store: Store, address: str, **changes: Any) -> subscribers.Subscriber | None:
+def change(store: Store, address: str, **changes: Any) -> Subscriber | None:
     """``subscribers.update_subscriber``; None if the address is not (or no longer) known."""
     if subscribers.get_subscriber(store, address) is None:
         return None

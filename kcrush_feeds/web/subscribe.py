@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kcrush_feeds import tokens
+from kcrush_feeds.model import Subscriber, email_key
 from kcrush_feeds.store import editorial as store_editorial
 from kcrush_feeds.subscriptions import subscribers
 from kcrush_feeds.web import guards
@@ -98,7 +99,7 @@ class Subscribe:
             categories = service.chosen_categories(form)
         except subscribers.SubscriberError as e:
             return self.form(request, status=422, email=raw_email, name=raw_name, error=e.message)
-        wait = service.by_address.hit(subscribers.email_key(address))
+        wait = service.by_address.hit(email_key(address))
         if wait is not None:
             return service.pages.too_many(request, wait)
         subscriber, before = await service.db(
@@ -173,7 +174,7 @@ class Subscribe:
             background=background,
         )
 
-    async def welcome(self, subscriber: subscribers.Subscriber) -> BackgroundTask | None:
+    async def welcome(self, subscriber: Subscriber) -> BackgroundTask | None:
         """Queue the welcome mail: once per subscriber, whatever the number of clicks."""
         service = self.service
         if subscriber.status != "active":

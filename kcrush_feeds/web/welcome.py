@@ -26,7 +26,7 @@ from kcrush_feeds.digest.mime import (
     header_text,
     raw_header,
 )
-from kcrush_feeds.subscriptions.subscribers import Subscriber
+from kcrush_feeds.model import Subscriber
 from kcrush_feeds.tokens import sign
 
 _DAYS = {

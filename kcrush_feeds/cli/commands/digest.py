@@ -13,8 +13,8 @@ from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.delivery.lock import run_lock
 from kcrush_feeds.digest import desk
 from kcrush_feeds.digest.editing import PINNED_SECTION
-from kcrush_feeds.digest.select import sections_of
 from kcrush_feeds.errors import UsageError
+from kcrush_feeds.model import sections_of
 from kcrush_feeds.store import editorial as store_editorial
 
 LOCK_WAIT = 5.0  # seconds an edit waits for a send that is finishing

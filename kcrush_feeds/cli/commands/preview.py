@@ -11,8 +11,9 @@ from kcrush_feeds import clock
 from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.delivery.approval import load_editorial
 from kcrush_feeds.digest.compose import DigestComposer, preview_subscriber
-from kcrush_feeds.digest.select import compute_digest, load_digest
+from kcrush_feeds.digest.select import compute_digest
 from kcrush_feeds.errors import UsageError
+from kcrush_feeds.store.digests import load_digest
 from kcrush_feeds.subscriptions.subscribers import get_subscriber
 from kcrush_feeds.weeks import period_of
 

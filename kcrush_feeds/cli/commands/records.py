@@ -11,9 +11,10 @@ from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.cli.output import echo_import_json, report_problems, show_problems
 from kcrush_feeds.cli.progress import progress
 from kcrush_feeds.errors import UsageError
+from kcrush_feeds.model import Source
 from kcrush_feeds.records.importer import ImportReport, import_files
 from kcrush_feeds.records.readers import Format
-from kcrush_feeds.sources.configured import Source, SourceReport, config_sources, import_sources
+from kcrush_feeds.sources.configured import SourceReport, config_sources, import_sources
 
 
 @click.command("import")

@@ -9,8 +9,9 @@ import click
 
 from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.delivery.lock import holder
-from kcrush_feeds.digest.select import last_digests
-from kcrush_feeds.sources.configured import list_states
+from kcrush_feeds.store import records as store_records
+from kcrush_feeds.store.digests import last_digests
+from kcrush_feeds.store.sources import list_states
 from kcrush_feeds.subscriptions.subscribers import count_by_status
 
 
@@ -21,11 +22,11 @@ def status(app: App, as_json: bool) -> None:
     """Records per category, the newest record, the store and its schema version."""
     store = app.store
     tz = app.config.site.tz
-    newest = store.newest_record()
+    newest = store_records.newest(store)
     info: dict[str, Any] = {
         "store": str(store.path),
         "schema_version": store.schema_version,
-        "records": store.count_records(),
+        "records": store_records.count(store),
         "newest": None
         if newest is None
         else {
@@ -35,7 +36,7 @@ def status(app: App, as_json: bool) -> None:
         },
         "categories": [
             {"name": name, "records": count, "newest": when.astimezone(tz).isoformat()}
-            for name, count, when in store.category_counts()
+            for name, count, when in store_records.category_counts(store)
         ],
     }
     info.update(_digest_status(app))
