@@ -24,9 +24,9 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 
 from kcrush_feeds import tokens
+from kcrush_feeds.catalogue import Catalogue
 from kcrush_feeds.config import Config, SubscriptionsConfig
 from kcrush_feeds.delivery.dkim import DkimSigner
-from kcrush_feeds.digest.sections import Catalogue
 from kcrush_feeds.model import Subscriber
 from kcrush_feeds.store import editorial as store_editorial
 from kcrush_feeds.store.db import Store
