@@ -26,7 +26,9 @@ test: lint test-deps
 	$(BIN)/pytest -q
 
 # System packages some tests drive: Debian's chromium + chromium-driver (the browser test,
-# tests/test_serve_browser.py) and nginx (the documented proxy setup, test_serve_nginx.py).
+# tests/test_serve_browser.py), nginx (the documented proxy setup, test_serve_nginx.py), and
+# wordpress + mariadb-server + php-fpm + php-mysql (a real WordPress behind that nginx,
+# tests/test_wordpress_real.py; pytest -m wordpress).
 # Installed here when missing, if we are root and have apt-get; anywhere else those tests
 # skip and say why.
 test-deps:
@@ -37,6 +39,16 @@ test-deps:
 	    --no-install-recommends chromium chromium-driver nginx-light >/dev/null; } \
 	  || echo "warning: could not install them; the browser and nginx tests will skip"; \
 	else echo "note: no root apt-get: the browser and nginx tests skip if their programs are missing"; fi
+	@if [ -f /usr/share/wordpress/wp-settings.php ] && [ -x /usr/sbin/mariadbd ] \
+	  && ls /usr/sbin/php-fpm* >/dev/null 2>&1 && php -m 2>/dev/null | grep -qx mysqli \
+	  && [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing wordpress, mariadb-server, php-fpm and php-mysql for the real-WordPress test"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 \
+	    install -y -qq --no-install-recommends wordpress mariadb-server php-fpm php-mysql \
+	    nginx-light >/dev/null; } \
+	  || echo "warning: could not install them; the real-WordPress test will skip"; \
+	else echo "note: no root apt-get: the real-WordPress test skips if its programs are missing"; fi
 
 # make bench BENCH_ARGS="--size medium --only import,build"
 bench: $(STAMP)

@@ -10,12 +10,28 @@ without an offset, ``categories``/``tags`` are term ids, and ``_embed`` adds
 ``mime_type`` and ``media_details.filesize``). Collections carry ``X-WP-Total`` and
 ``X-WP-TotalPages``; a page past the end is a 400 ``rest_post_invalid_page_number``.
 Posts come from examples/records.jsonl, so the fixtures read like the magazine.
+
+What WordPress 6.x does that a sync must survive, reproduced as a real site showed it
+(tests/test_wordpress_real.py drives the real thing):
+
+- ``orderby=date``/``modified`` sort on that column alone: posts sharing a second come back
+  in whatever order MySQL picks for each query, so one tie can straddle two pages
+  differently on each request (``_tie_order``). ``orderby=id`` is unique.
+- ``after``/``modified_after`` filter on the publish and modification dates.
+- The cron publish of a scheduled post changes its status only: ``modified`` stays the time
+  the editor pressed "Schedule" (``cron_publish``). A post *created* scheduled has
+  ``modified`` equal to its future date (``create_scheduled``). A Bulk Edit gives many posts
+  a few shared seconds (``bulk_edit``).
+- Wrong credentials are no login at all: asking an anonymous request for ``status=draft``
+  is answered ``400 rest_invalid_param`` (the sanitizer's ``rest_forbidden_status``
+  wrapped), not 401.
 """
 
 from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import html
 import json
 import math
@@ -66,6 +82,7 @@ class FixtureServer:
         self.queued: dict[str, list[Reply]] = {}
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
+        self.clock: datetime | None = None  # the time the Date header gives (default: now)
         server = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -108,6 +125,11 @@ class FixtureServer:
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
+
+            def date_time_string(self, timestamp: float | None = None) -> str:
+                if server.clock is not None and timestamp is None:
+                    timestamp = server.clock.timestamp()
+                return super().date_time_string(timestamp)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
@@ -203,6 +225,40 @@ class WordPressSite:
     def delete(self, wp_id: int) -> None:
         self.posts = [p for p in self.posts if p["id"] != wp_id]
 
+    def schedule(self, wp_id: int, *, publish_at: datetime, pressed_at: datetime) -> None:
+        """An editor scheduled an existing post at ``pressed_at`` to go live at ``publish_at``."""
+        post = self.post(wp_id)
+        post["status"] = "future"
+        post["date_gmt"] = post["date"] = _gmt(publish_at)
+        post["modified_gmt"] = post["modified"] = _gmt(pressed_at)
+
+    def create_scheduled(self, wp_id: int, *, like: int, publish_at: datetime) -> None:
+        """A post created as scheduled (wp_insert_post, REST, WP-CLI): modified = its date."""
+        post = json.loads(json.dumps(self.post(like)))
+        post["id"] = wp_id
+        post["guid"] = {"rendered": f"{self.base}/?p={wp_id}"}
+        post["slug"] += f"-{wp_id}"
+        post["link"] = f"{self.base}/{post['slug']}/"
+        post["status"] = "future"
+        post["title"] = {"rendered": f"Scheduled {wp_id}"}
+        post["date_gmt"] = post["date"] = _gmt(publish_at)
+        post["modified_gmt"] = post["modified"] = _gmt(publish_at)
+        post["_x_media"] = json.loads(json.dumps(self.post(like)["_x_media"]))
+        self.posts.append(post)
+
+    def cron_publish(self, wp_id: int) -> None:
+        """What wp-cron's wp_publish_post does: the status changes, ``modified`` does not."""
+        self.post(wp_id)["status"] = "publish"
+
+    def bulk_edit(self, wp_ids: list[int], *, start: datetime, seconds: int = 4) -> None:
+        """A Bulk Edit of ``wp_ids``: each post saved in turn, ``seconds`` distinct modified
+        times between them (150 posts gave 4 on a real site)."""
+        for n, wp_id in enumerate(wp_ids):
+            post = self.post(wp_id)
+            post["title"] = {"rendered": post["title"]["rendered"] + " (bulk edited)"}
+            when = start + timedelta(seconds=n * seconds // len(wp_ids))
+            post["modified_gmt"] = post["modified"] = _gmt(when)
+
     # --- handlers ---
 
     def handle_posts(self, request: Seen) -> Reply:
@@ -218,20 +274,29 @@ class WordPressSite:
         statuses = {"publish"}
         if "status" in q:
             statuses = set(q["status"].split(","))
+            # A wrong application password is no login: the request is anonymous, and the
+            # status sanitizer's refusal comes back wrapped in a 400, as in WordPress 6.1.
             if statuses != {"publish"} and request.headers.get("authorization") != self.auth:
-                return _error(401, "rest_forbidden_status", "Status is forbidden.")
+                return _invalid_status()
         posts = [p for p in self.posts if p["status"] in statuses]
-        if "modified_after" in q:
-            after = datetime.fromisoformat(q["modified_after"].replace("Z", "+00:00"))
-            posts = [
-                p
-                for p in posts
-                if datetime.fromisoformat(p["modified_gmt"]).replace(tzinfo=UTC) > after
-            ]
-        key = "modified_gmt" if q.get("orderby") == "modified" else "date_gmt"
-        posts = sorted(
-            posts, key=lambda p: (p[key], p["id"]), reverse=q.get("order", "desc") == "desc"
-        )
+        for param, column in (("modified_after", "modified_gmt"), ("after", "date_gmt")):
+            if param in q:
+                after = datetime.fromisoformat(q[param].replace("Z", "+00:00"))
+                posts = [
+                    p
+                    for p in posts
+                    if datetime.fromisoformat(p[column]).replace(tzinfo=UTC) > after
+                ]
+        orderby = q.get("orderby", "date")
+        descending = q.get("order", "desc") == "desc"
+        if orderby == "id":
+            posts = sorted(posts, key=lambda p: p["id"], reverse=descending)
+        else:
+            key = "modified_gmt" if orderby == "modified" else "date_gmt"
+            # ORDER BY one column: MySQL returns ties in any order, and not the same order
+            # for every LIMIT/OFFSET query.
+            posts = sorted(posts, key=lambda p: _tie_order(p["id"], page))
+            posts = sorted(posts, key=lambda p: p[key], reverse=descending)
         total = len(posts)
         pages = math.ceil(total / per_page)
         if page > max(pages, 1):
@@ -308,6 +373,33 @@ class WordPressSite:
             embedded["wp:featuredmedia"] = [media]
         item["_embedded"] = embedded
         return item
+
+
+def _tie_order(wp_id: int, page: int) -> bytes:
+    """An arbitrary but reproducible order of tied rows, different for each page asked."""
+    return hashlib.sha256(f"{page}:{wp_id}".encode()).digest()
+
+
+def _invalid_status() -> Reply:
+    """WordPress 6.1's answer to ``status=draft,...`` from a request without a valid login."""
+    body = {
+        "code": "rest_invalid_param",
+        "message": "Invalid parameter(s): status",
+        "data": {
+            "status": 400,
+            "params": {"status": "Status is forbidden."},
+            "details": {
+                "status": {
+                    "code": "rest_forbidden_status",
+                    "message": "Status is forbidden.",
+                    "data": {"status": 401},
+                }
+            },
+        },
+    }
+    return Reply(
+        400, json.dumps(body).encode(), {"Content-Type": "application/json; charset=UTF-8"}
+    )
 
 
 def _error(status: int, code: str, message: str) -> Reply:
