@@ -28,7 +28,8 @@ test: lint test-deps
 # System packages some tests drive: Debian's chromium + chromium-driver (the browser test,
 # tests/test_serve_browser.py), nginx (the documented proxy setup, test_serve_nginx.py), and
 # wordpress + mariadb-server + php-fpm + php-mysql (a real WordPress behind that nginx,
-# tests/test_wordpress_real.py; pytest -m wordpress).
+# tests/test_wordpress_real.py; pytest -m wordpress), and Dovecot (the IMAP mailbox
+# `inbound` reads, tests/inbound/test_imap.py).
 # Installed here when missing, if we are root and have apt-get; anywhere else those tests
 # skip and say why.
 test-deps:
@@ -49,6 +50,13 @@ test-deps:
 	    nginx-light >/dev/null; } \
 	  || echo "warning: could not install them; the real-WordPress test will skip"; \
 	else echo "note: no root apt-get: the real-WordPress test skips if its programs are missing"; fi
+	@if [ -x /usr/sbin/dovecot ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing dovecot-imapd for the IMAP test of inbound"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 \
+	    install -y -qq --no-install-recommends dovecot-imapd >/dev/null; } \
+	  || echo "warning: could not install it; the IMAP test will skip"; \
+	else echo "note: no root apt-get: the IMAP test skips if Dovecot is missing"; fi
 
 # make bench BENCH_ARGS="--size medium --only import,build"
 bench: $(STAMP)

@@ -1,4 +1,4 @@
-"""``python -m bench [--size tiny|medium|full] [--only import,build,send,render] [--repeat N]``.
+"""``python -m bench [--size tiny|medium|full] [--only import,build,send,render,inbound]``.
 
 Generates the data (cached in ``--data-dir``), runs every measurement in a fresh
 subprocess ``--repeat`` times next to its baseline, and prints the table of medians,
@@ -16,7 +16,8 @@ from pathlib import Path
 from bench.data import DATA_VERSION
 from bench.harness import Row, load, machine, notes, table
 
-GROUPS = ("import", "build", "send", "render")
+GROUPS = ("import", "build", "send", "render", "inbound")
+INBOUND = {"tiny": 300, "medium": 2_000, "full": 10_000}  # DSNs in the Maildir
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import renders
 
             rows += renders.rows(sizes.subscribers, data / "render", repeat)
+        elif group == "inbound":
+            from bench import inbound
+
+            rows += inbound.rows(INBOUND[args.size], data / "inbound", repeat)
     elapsed = time.perf_counter() - started
     text = (
         f"kcrush-feeds benchmarks, size {args.size}, median of {repeat} run(s)\n"

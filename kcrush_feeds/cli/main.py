@@ -129,6 +129,7 @@ def _register() -> None:
     from kcrush_feeds.cli.commands import (
         build,
         digest,
+        inbound,
         init,
         preview,
         records,
@@ -150,6 +151,7 @@ def _register() -> None:
         serve.serve,
         schedule.schedule,
         digest.digest,
+        inbound.inbound,
     ):
         main.add_command(command)
 

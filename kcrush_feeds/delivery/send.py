@@ -30,6 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Protocol
 
@@ -55,6 +56,7 @@ from kcrush_feeds.store import deliveries
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.store.digests import completion, load_digest, mark_done
 from kcrush_feeds.subscriptions.subscribers import iter_subscribers
+from kcrush_feeds.tokens import sign_delivery, verp_sender
 from kcrush_feeds.weeks import period_of
 
 log = logging.getLogger("kcrush_feeds.delivery.send")
@@ -134,6 +136,7 @@ async def deliver(
     stop: asyncio.Event | None = None,
     progress: Callable[[int], None] | None = None,
     sign: Callable[[bytes], Awaitable[bytes]] | None = None,
+    envelope: Callable[[Outgoing], str] | None = None,
 ) -> Tally:
     """Send ``messages`` (None = a subscriber with nothing to get: counted as skipped)
     through a pool of ``settings.concurrency`` connections, recording each result.
@@ -143,6 +146,7 @@ async def deliver(
     Raises ``DeliveryError`` for a problem no retry can fix (after recording what was
     already answered). ``sign`` (DKIM) turns a message's bytes into the bytes sent, once
     per message: the pool's retries resend exactly those.
+    ``envelope`` gives each message its own envelope sender (VERP).
     """
     stop = stop or asyncio.Event()
     tally = Tally()
@@ -192,7 +196,11 @@ async def deliver(
                 continue
             data = message.data if sign is None else await sign(message.data)
             try:
-                result = await pool.send(message.recipient, data)
+                result = await pool.send(
+                    message.recipient,
+                    data,
+                    sender=envelope(message) if envelope is not None else None,
+                )
             except SmtpUnavailable as e:
                 tally.unavailable = e.message
                 tally.left += 1
@@ -363,6 +371,7 @@ def _send(
         for pending in deliveries.iter_pending(store, digest.id)
     )
     sender = config.require_digest().from_addr
+    envelope = verp_envelope(config, digest.id)
 
     async def run() -> Tally:
         stop = asyncio.Event()
@@ -390,6 +399,7 @@ def _send(
                     stop=stop,
                     progress=progress,
                     sign=signing.sign if signing is not None else None,
+                    envelope=envelope,
                 )
         finally:
             if signing is not None:
@@ -436,6 +446,21 @@ def _log_sizes(composer: DigestComposer) -> None:
             f"{limit:,}",
             cut,
         )
+
+
+def verp_envelope(config: Config, digest_id: int) -> Callable[[Outgoing], str] | None:
+    """With ``[bounces] address``: each message's envelope sender names its delivery
+    (``bounces+TOKEN@domain``, signed), so what comes back is tied to it. Else None."""
+    bounces = config.bounces
+    if bounces is None or bounces.address is None:
+        return None
+    address = parseaddr(bounces.address)[1]
+    secret = config.require_subscriptions().secret()
+
+    def envelope(message: Outgoing) -> str:
+        return verp_sender(address, sign_delivery(secret, digest_id, message.subscriber_id))
+
+    return envelope
 
 
 def _on_signal(name: str) -> None:

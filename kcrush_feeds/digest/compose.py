@@ -234,6 +234,12 @@ class DigestComposer:
         self._tagger = utm.Tagger.from_config(config, digest.period)
         from_name, from_addr = parseaddr(from_addr or settings.from_addr)
         self._from_domain = from_addr.rpartition("@")[2] or site_host
+        bounces = config.bounces
+        self._unsubscribe_mailto = (
+            parseaddr(bounces.unsubscribe_address)[1]
+            if bounces is not None and bounces.unsubscribe_address
+            else f"unsubscribe@{self._from_domain}"
+        )
         list_id = settings.list_id or (
             f"{config.site.title} Weekly <weekly.{site_host.removeprefix('www.')}>"
         )
@@ -420,8 +426,8 @@ class DigestComposer:
                 b"Message-ID: " + message_id.encode("ascii") + b"\r\n",
                 self._list_id,
                 b"List-Unsubscribe: <" + links["unsubscribe_url"].encode("ascii") + b">,\r\n"
-                b" <mailto:unsubscribe@"
-                + self._from_domain.encode("ascii")
+                b" <mailto:"
+                + self._unsubscribe_mailto.encode("ascii")
                 + b"?subject=unsubscribe-"
                 + token.encode("ascii")
                 + b">\r\n",

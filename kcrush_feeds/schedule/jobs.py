@@ -48,6 +48,10 @@ class ConfiguredJobs:
             from kcrush_feeds.feeds.build import build_feeds  # lazy, as in the build command (lxml)
 
             built = build_feeds(self.config, store, now)
+            # Returned mail: the [bounces.imap] mailbox is read on every build tick.
+            from kcrush_feeds.inbound.run import poll_configured
+
+            poll_configured(self.config, store, now)
         return JobOutcome("ok", built.summary())
 
     def send(self, now: datetime, stop: threading.Event) -> JobOutcome:

@@ -85,6 +85,12 @@ class WelcomeMail:
         seed = f"welcome|{subscriber.id}|{subscriber.key}"
         tag = hashlib.blake2b(seed.encode(), digest_size=6).hexdigest()
         from_domain = parseaddr(self.sender)[1].rpartition("@")[2] or self._host
+        bounces = self.config.bounces
+        mailto = (
+            parseaddr(bounces.unsubscribe_address)[1]
+            if bounces is not None and bounces.unsubscribe_address
+            else f"unsubscribe@{from_domain}"
+        )
         headers = [
             fold_header("Date", format_datetime(now.replace(microsecond=0))),
             address_header("From", *parseaddr(self.sender)),
@@ -99,8 +105,8 @@ class WelcomeMail:
             fold_header("List-Id", self._list_id),
             b"List-Unsubscribe: <"
             + context["unsubscribe_url"].encode("ascii")
-            + b">,\r\n <mailto:unsubscribe@"
-            + from_domain.encode("ascii")
+            + b">,\r\n <mailto:"
+            + mailto.encode("ascii")
             + b"?subject=unsubscribe-"
             + unsubscribe.encode("ascii")
             + b">\r\n",

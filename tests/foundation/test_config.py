@@ -20,6 +20,8 @@ def test_example_config_is_valid_and_documents_every_section() -> None:
     assert config.smtp is not None and config.smtp.password_env == "KCRUSH_SMTP_PASSWORD"
     assert config.digest is not None and config.digest.first_window == timedelta(days=7)
     assert config.database_path.is_absolute()
+    assert config.bounces is not None and config.bounces.address == "bounces@kcrush.com"
+    assert config.bounces.soft_window == timedelta(days=30)
 
 
 def test_relative_paths_are_relative_to_the_config_file(project: Project) -> None:
