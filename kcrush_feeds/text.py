@@ -10,12 +10,35 @@ import re
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
 _TAG_RE = re.compile(r"<!--.*?-->|</?[A-Za-z][^<>]*>", re.DOTALL)
 _SPACE_RE = re.compile(r"\s+")
+# What a terminal acts on: every C0 control (tab and newline too), DEL, C1 controls, and
+# the bidirectional overrides that can make text read backwards.
+_TERMINAL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def strip_controls(value: str) -> tuple[str, int]:
     """``value`` without control characters, and how many were removed."""
     cleaned, count = _CONTROL_RE.subn("", value)
     return cleaned, count
+
+
+def show(value: str) -> str:
+    """Untrusted text made safe to print on a terminal: each control character written as
+    an escape (``\\x1b``, ``\\n``, ``\\u202e``), everything else as it is."""
+    return _TERMINAL_RE.sub(_escape, value)
+
+
+def show_lines(value: str) -> str:
+    """Like ``show``, keeping the line breaks (a log line with a traceback after it)."""
+    return "\n".join(show(line) for line in value.split("\n"))
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
+    if named:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def has_tags(value: str) -> bool:

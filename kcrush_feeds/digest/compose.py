@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import css_inline
 import jinja2
+from jinja2.exceptions import SecurityError
 
 from kcrush_feeds import templating
 from kcrush_feeds.config import Config
@@ -184,6 +185,8 @@ def _render(
         ) from e
     except jinja2.TemplateNotFound as e:
         raise TemplateError(f"{name}: template not found") from e
+    except SecurityError as e:
+        raise TemplateError(f"{name}: not allowed in a template: {e}") from e
 
 
 @dataclass(frozen=True, slots=True)

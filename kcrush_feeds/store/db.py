@@ -10,6 +10,7 @@ package writes SQL.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -81,6 +82,10 @@ class Store:
             raise StoreError(f"{path}: no store here", hint="run 'kcrush-feeds init' first")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                # Created 0600 before SQLite touches it: the store holds every subscriber's
+                # address, and SQLite gives its WAL and shared-memory files this same mode.
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).
             conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
             conn.execute("PRAGMA journal_mode = WAL")

@@ -19,7 +19,6 @@ from kcrush_feeds.store import editorial as store_editorial
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.store.editorial import SendingBegan
 from kcrush_feeds.web import guards
-from kcrush_feeds.web.guards import Csrf
 from kcrush_feeds.web.service import Service
 
 log = logging.getLogger("kcrush_feeds.web.app")
@@ -94,7 +93,7 @@ class Approve:
             "approve.html",
             {"period": period, "can_approve": state_message is None, "state": state_message},
             status=status,
-            csrf_nonce=nonce or guards.csrf_nonce(request),
+            csrf_nonce=nonce or service.csrf.nonce_for(request),
             context={
                 "title": f"Approve the {period} digest",
                 "token": token,
@@ -145,7 +144,7 @@ class Approve:
                 status=403,
                 state_message=self._state_message(looked, period, revision),
                 message="The form expired: please press the button once more.",
-                nonce=Csrf.new_nonce(),
+                nonce=service.csrf.new_nonce(),
             )
         if looked.digest_id is None:
             return service.pages.error(request, 404, f"there is no {period} digest")

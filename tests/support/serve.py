@@ -46,6 +46,7 @@ def free_port() -> int:
 class Caught:
     recipients: list[str]
     message: EmailMessage
+    raw: bytes = b""  # as it came over SMTP
     sender: str = ""  # the envelope sender (MAIL FROM)
     data: bytes = b""  # the message as received
 
@@ -61,8 +62,9 @@ class _Recorder:
                 Caught(
                     list(envelope.rcpt_tos),
                     parsed,  # type: ignore[arg-type]
-                    str(envelope.mail_from),
-                    bytes(envelope.original_content or envelope.content),
+                    raw=envelope.content,
+                    sender=str(envelope.mail_from),
+                    data=bytes(envelope.original_content or envelope.content),
                 )
             )
             self.sink.arrived.notify_all()
@@ -100,6 +102,11 @@ class SmtpSink:
     def to(self, address: str) -> list[EmailMessage]:
         with self.lock:
             return [c.message for c in self.messages if address in c.recipients]
+
+    def raw_to(self, address: str) -> list[bytes]:
+        """The messages to ``address`` as they came over SMTP."""
+        with self.lock:
+            return [c.raw for c in self.messages if address in c.recipients]
 
     def wait_for(self, address: str, count: int = 1, timeout: float = 10.0) -> list[EmailMessage]:
         """The first ``count`` messages to ``address``, waiting for them to arrive."""
@@ -208,6 +215,7 @@ def start_server(
     smtp_extra: str = "",
     port: int | None = None,
     write: bool = True,
+    args: tuple[str, ...] = (),
 ) -> Server:
     """Write a config into ``directory`` and start ``kcrush-feeds serve`` on a free port
     (or ``port``; ``write=False`` keeps the config already there, for a restart)."""
@@ -224,7 +232,7 @@ def start_server(
         )
     env = {**os.environ, SECRET_ENV: SECRET}
     env.pop("KCRUSH_FEEDS_NOW", None)
-    args = [
+    command = [
         sys.executable,
         "-m",
         "kcrush_feeds",
@@ -234,10 +242,11 @@ def start_server(
         "--port",
         str(port),
     ]
+    command += list(args)
     if root_path:
-        args += ["--root-path", root_path]
+        command += ["--root-path", root_path]
     log = (directory / "serve.log").open("ab")
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(directory, port, smtp, process, root_path)
     deadline = time.monotonic() + 20
     while True:

@@ -58,6 +58,7 @@ class Behaviour:
     slow: float = 0.0
     slow_count: int = -1
     busy_after: int | None = None  # "421 too busy" to MAIL after n messages on a connection
+    refusal: str = "421 4.7.0 Too many connections, try again later"  # the refusing greeting
 
 
 def free_port() -> int:
@@ -152,7 +153,7 @@ class _SMTP(SMTP):
                 owner.behaviour.refuse_connections -= 1
                 owner.refused_connections += 1
         if refuse:
-            await self.push("421 4.7.0 Too many connections, try again later")
+            await self.push(owner.behaviour.refusal)
             assert self.transport is not None
             self.transport.close()
             return

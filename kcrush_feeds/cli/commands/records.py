@@ -15,6 +15,7 @@ from kcrush_feeds.model import Source
 from kcrush_feeds.records.importer import ImportReport, import_files
 from kcrush_feeds.records.readers import Format
 from kcrush_feeds.sources.configured import SourceReport, config_sources, import_sources
+from kcrush_feeds.text import show
 
 
 @click.command("import")
@@ -126,7 +127,7 @@ def show_source(report: SourceReport) -> None:
     source = report.source
     head = f"{source.label} ({source.kind})"
     if report.error is not None:
-        click.echo(f"error: {head}: {report.error}", err=True)
+        click.echo(f"error: {show(f'{head}: {report.error}')}", err=True)
         return
     show_problems(report_problems(report.report))
     line = f"{head}: {report.summary()}"
