@@ -24,14 +24,19 @@ def build(app: App, prune: bool) -> None:
     """
     # Imported here: lxml and nh3 add ~60 ms to the start of every other command.
     from kcrush_feeds.feeds.build import build_feeds
+    from kcrush_feeds.feeds.slugs import CLASH_HINT
 
     report = build_feeds(app.config, app.store, clock.now(), prune=prune)
+    for clash in report.clashes:  # that feed only: every other feed was built
+        click.echo(f"error: {clash}; not built\n  hint: {CLASH_HINT}", err=True)
     for name in report.stale:
         click.echo(
             f"warning: stale {name} (no feed writes it any more; build --prune removes it)",
             err=True,
         )
     if app.verbosity < 0:  # -q: cron mails whatever is printed; say only what needs a person
+        if report.clashes:
+            raise click.exceptions.Exit(1)
         return
     for name in report.written:
         click.echo(f"wrote    {name}")
@@ -40,3 +45,5 @@ def build(app: App, prune: bool) -> None:
     if not report.changed:
         click.echo(f"nothing changed in {report.output_dir}")
     click.echo(f"build: {report.summary()}")
+    if report.clashes:
+        raise click.exceptions.Exit(1)
