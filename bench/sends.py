@@ -29,15 +29,41 @@ SECRET_ENV = "KCRUSH_BENCH_SECRET"
 SENDER = "newsletter@kcrush.com"
 
 
-def prepare(data: Path, subscribers: int, sink: Sink, concurrency: int) -> dict[str, Any]:
+def dkim_key(data: Path) -> Path:
+    """A 2048-bit RSA key for the DKIM rows, made once (PKCS#8 PEM)."""
+    path = data / "dkim.key"
+    if not path.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return path
+
+
+def prepare(
+    data: Path, subscribers: int, sink: Sink, concurrency: int, *, dkim: bool = False
+) -> dict[str, Any]:
     data.mkdir(parents=True, exist_ok=True)
     db = digest_store(data / f"digest-{subscribers}.db", subscribers)
     work = data / "work"
-    config = data / f"config-{subscribers}-{sink.port}-{concurrency}.toml"
-    config.write_text(
-        config_toml(work / "send.db", data / "feeds", smtp_port=sink.port, concurrency=concurrency),
-        encoding="utf-8",
+    suffix = "-dkim" if dkim else ""
+    config = data / f"config-{subscribers}-{sink.port}-{concurrency}{suffix}.toml"
+    text = config_toml(
+        work / "send.db", data / "feeds", smtp_port=sink.port, concurrency=concurrency
     )
+    if dkim:
+        text += (
+            '\n[smtp.dkim]\ndomain = "kcrush.com"\nselector = "k1"\n'
+            f"key_file = {str(dkim_key(data))!r}\n"
+        ).replace("'", '"')
+    config.write_text(text, encoding="utf-8")
     return {
         "n": subscribers,
         "db": str(db),
@@ -170,6 +196,31 @@ def _pair(
     return [row, base, single] if smtplib_too else [row, base]
 
 
+def _dkim_pair(data: Path, subscribers: int, sink: Sink, repeat: int) -> list[Row]:
+    """``send`` with ``[smtp.dkim]`` against the same ``send`` without it (same sink):
+    target at least 0.6x the throughput, i.e. time <= 1.67x. The per-message cost of
+    signing is the difference of the two medians over the messages sent."""
+    n = max(1, subscribers // 5)  # pure-Python RSA: a fifth of the subscribers is plenty
+    plain = prepare(data, n, sink, 4)
+    signed = prepare(data, n, sink, 4, dkim=True)
+    base = Row("send", f"  baseline: send {n:,} without DKIM")
+    row = Row(
+        "send",
+        f"send {n:,} -> {sink.kind}, DKIM (rsa-sha256 2048)",
+        baseline=base,
+        target="time <= 1.67x",
+        check=lambda r: (r.ratio or 9) <= 1.67,
+    )
+    print(f"send: {row.label} ...", file=sys.stderr, flush=True)
+    for _ in range(repeat):
+        measure(base, "bench.sends:product", plain, 1)
+        measure(row, "bench.sends:product", signed, 1)
+    if row.samples and base.samples:
+        cost = (row.seconds - base.seconds) / n * 1000
+        row.note = f"signing costs {cost:.1f} ms per message"
+    return [row, base]
+
+
 def rows(
     subscribers: int, memory: tuple[int, ...], data: Path, repeat: int, *, install: bool = True
 ) -> list[Row]:
@@ -181,6 +232,7 @@ def rows(
         out += _pair(label, params, repeat, smtplib_too=True)
         if sink.note:
             out[-3].note = sink.note
+        out += _dkim_pair(data, subscribers, sink, repeat)
         for n in memory:
             if n == subscribers:
                 continue

@@ -264,6 +264,14 @@ class SectionConfig(_Section):
     categories: list[NonEmpty] = Field(min_length=1)  # feed slugs (or record category names)
 
 
+class UtmConfig(_Section):
+    """``[digest.utm]``: UTM parameters added to links to the site's own host."""
+
+    source: NonEmpty = "newsletter"
+    medium: NonEmpty = "email"
+    campaign: NonEmpty = "{week}"  # ``{week}`` becomes the digest's week ("2026-W49")
+
+
 class DigestConfig(_Section):
     schedule: str = "mon 09:00"
     first_window: Annotated[Duration, duration_in(timedelta(0), MAX_DURATION)] = timedelta(days=7)
@@ -274,6 +282,18 @@ class DigestConfig(_Section):
     list_id: str | None = None  # default: "<site title> weekly <digest.{site host}>"
     max_items: int = Field(default=40, ge=1, le=500)  # per digest, newest first
     sections: list[SectionConfig] = Field(default_factory=list)
+    # --- editors in the loop (docs/editors.md) ---
+    approval: Literal["auto", "required"] = "auto"
+    editors: list[Annotated[str, AfterValidator(check_email)]] = Field(default_factory=list)
+    auto_approve_after: Duration | None = None  # with "required": approve by itself this late
+    max_html_bytes: int = Field(default=100_000, ge=10_000)  # Gmail clips past ~102 KB
+    utm: UtmConfig | None = None
+
+    @model_validator(mode="after")
+    def _approval(self) -> DigestConfig:
+        if self.approval == "required" and not self.editors:
+            raise ValueError('editors: approval = "required" needs at least one editor')
+        return self
 
     @field_validator("schedule")
     @classmethod
@@ -282,6 +302,14 @@ class DigestConfig(_Section):
 
         parse_schedule(value)
         return value
+
+
+class DkimConfig(_Section):
+    """``[smtp.dkim]``: sign every message (when the relay does not)."""
+
+    domain: NonEmpty
+    selector: NonEmpty
+    key_file: Path  # PEM, PKCS#1 or PKCS#8; relative to the config file
 
 
 class SmtpConfig(_Section):
@@ -303,6 +331,7 @@ class SmtpConfig(_Section):
     )
     messages_per_connection: int = Field(default=100, ge=1)
     max_hard_bounces: int = Field(default=3, ge=1)
+    dkim: DkimConfig | None = None
 
     def password(self) -> str | None:
         """The password from the environment variable the file names."""
@@ -311,6 +340,8 @@ class SmtpConfig(_Section):
 
 class SubscriptionsConfig(_Section):
     base_url: AbsoluteUrl
+    # Confirmation, welcome mail and proofs (From and envelope); default: digest.from.
+    from_addr: Mailbox | None = Field(default=None, alias="from")
     secret_env: EnvName = "KCRUSH_SECRET"
     confirm_ttl: Annotated[Duration, duration_in(timedelta(minutes=10), timedelta(days=90))] = (
         timedelta(days=7)
@@ -329,6 +360,10 @@ class SubscriptionsConfig(_Section):
         timedelta(hours=1)
     )
     max_body: int = Field(default=16384, ge=1024, le=1048576)  # bytes in one request body
+    # Confirmation and welcome mail that could not be sent: retried after mail_retry,
+    # doubling (at most 10 minutes apart), for mail_retry_for, also across restarts.
+    mail_retry: Duration = timedelta(seconds=30)
+    mail_retry_for: Duration = timedelta(hours=1)
 
     def secret(self) -> bytes:
         value = secret_from_env(self.secret_env, "subscriptions.secret_env")
@@ -502,6 +537,13 @@ class Config(_Section):
         if self.smtp is None:
             raise ConfigError(f"{self.path}: [smtp]: the section is missing")
         return self.smtp
+
+    @property
+    def transactional_from(self) -> str:
+        """The From of confirmation, welcome and proof mail: ``subscriptions.from``, else
+        ``digest.from``."""
+        chosen = self.subscriptions.from_addr if self.subscriptions else None
+        return chosen or self.require_digest().from_addr
 
     def require_subscriptions(self) -> SubscriptionsConfig:
         if self.subscriptions is None:

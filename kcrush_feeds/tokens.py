@@ -36,8 +36,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from kcrush_feeds.errors import KcrushError
 
-Purpose = Literal["unsubscribe", "preferences", "confirm"]
-PURPOSES: tuple[Purpose, ...] = ("unsubscribe", "preferences", "confirm")
+Purpose = Literal["unsubscribe", "preferences", "confirm", "approve"]
+PURPOSES: tuple[Purpose, ...] = ("unsubscribe", "preferences", "confirm", "approve")
 _MAC_BYTES = 16  # 128 bits: plenty against guessing, and keeps the links short
 _MAX_TOKEN = 1024
 _B64_RE = re.compile(r"[A-Za-z0-9_-]*")
@@ -124,8 +124,8 @@ def sign(
         raise ValueError(f"unknown token purpose {purpose!r}")
     if not secret:
         raise ValueError("an empty secret signs nothing")
-    if purpose == "confirm" and expires is None:
-        raise ValueError("a confirm token must expire")
+    if purpose in ("confirm", "approve") and expires is None:
+        raise ValueError(f"a {purpose} token must expire")
     body = _key(email)
     if expires is not None:
         body += f"\n{int(expires.timestamp())}"
@@ -186,6 +186,26 @@ def verify_claim(
     if email is not None and _key(email) != address:
         raise TokenError("this link belongs to another address")
     return Claim(address, expiry, rest[1] if len(rest) > 1 else None)
+
+
+# --- approve links (digest proofs) ---------------------------------------------------------
+
+
+def sign_approval(
+    secret: bytes, editor: str, period: str, revision: int, *, expires: datetime
+) -> str:
+    """The token of a proof's approve link: this editor, this digest, this revision only."""
+    return sign(secret, "approve", f"{period}/{revision}/{editor}", expires=expires)
+
+
+def verify_approval(secret: bytes, token: str, *, now: datetime) -> tuple[str, str, int]:
+    """(editor, period "2026-W49", revision) of an approve token, or ``TokenError``."""
+    body = verify(secret, "approve", token, now=now)
+    period, _, rest = body.partition("/")
+    revision, _, editor = rest.partition("/")
+    if not (period and revision.isdigit() and editor):
+        raise TokenError("this link is not valid (malformed token)")
+    return editor, period.upper(), int(revision)
 
 
 # --- VERP: the envelope sender names one delivery ----------------------------------------

@@ -90,6 +90,7 @@ class Group(click.Group):
 # `--help` need not import every command module; test_cli checks it matches the command.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "build": ("build", "build", "Write every feed under feeds.output_dir."),
+    "digest": ("digest", "digest", "The digests, and the editor's hand on the next one."),
     "import": ("records", "import_command", "Load records from files, feeds and WordPress sites."),
     "inbound": (
         "inbound",

@@ -30,7 +30,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Protocol
 
 from kcrush_feeds.config import Config, check_email
+from kcrush_feeds.delivery import approval
+from kcrush_feeds.delivery.dkim import DkimSigner, SigningPool
 from kcrush_feeds.delivery.lock import run_lock
 from kcrush_feeds.delivery.results import ResultWriter
 from kcrush_feeds.delivery.smtp import SmtpPool, SmtpSettings, SmtpUnavailable
@@ -148,6 +150,7 @@ async def deliver(
     now: datetime,
     stop: asyncio.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    sign: Callable[[bytes], Awaitable[bytes]] | None = None,
     uncertain_before: frozenset[int] = frozenset(),
     envelope: Callable[[Outgoing], str] | None = None,
 ) -> Tally:
@@ -158,7 +161,9 @@ async def deliver(
     messages in flight finish and be recorded; the rest stay pending for the next run.
     Raises ``DeliveryError`` for a problem no retry can fix (after recording what was
     already answered), ``UnrecordedError`` when the store refused a result.
-    ``envelope`` gives each message its own envelope sender (VERP).
+    ``envelope`` gives each message its own envelope sender (VERP). ``sign`` (DKIM) turns a
+    message's bytes into the bytes sent, once per message: the pool's retries resend
+    exactly those.
 
     At most ``settings.concurrency`` messages are between "sending" and "committed" at
     any time, so when a commit fails, at most one message per connection was accepted
@@ -212,6 +217,8 @@ async def deliver(
             message = await queue.get()
             if message is None:
                 return
+            # Signed before taking a slot: the slots count messages on the wire.
+            data = message.data if sign is None else await sign(message.data)
             async with outstanding:
                 if stop.is_set():
                     tally.left += 1
@@ -219,7 +226,7 @@ async def deliver(
                 try:
                     result = await pool.send(
                         message.recipient,
-                        message.data,
+                        data,
                         sender=envelope(message) if envelope is not None else None,
                     )
                 except SmtpUnavailable as e:
@@ -433,6 +440,10 @@ def _send(
             period,
             note=f"already sent{when} ({done.sent} delivered): nothing to send until next week",
         )
+    signer = DkimSigner.from_config(config)
+    passage = approval.gate(config, store, digest, now, settings, signer=signer)
+    if not passage.open:
+        return SendReport(period, pending=1, note=passage.note)
     pending = deliveries.count_pending(store, digest.id)
     log.info(
         "digest %s: %d subscribers to serve via %s:%d",
@@ -444,7 +455,9 @@ def _send(
     if total is not None:
         total(pending)
     smtp = config.require_smtp()
-    composer = DigestComposer(config, digest, now=now)
+    composer = DigestComposer(
+        config, digest, now=now, editorial=approval.load_editorial(config, store, digest)
+    )
     messages = (
         composer.compose(_as_subscriber(pending))
         for pending in deliveries.iter_pending(store, digest.id)
@@ -461,6 +474,7 @@ def _send(
         asked = halt if halt is not None else threading.Event()
         restore = stop_on_signals(asked, first=_on_signal)
         watcher = asyncio.create_task(_watch(asked, stop, announce=halt is not None))
+        signing = SigningPool(signer) if signer is not None else None
         try:
             async with ResultWriter(
                 store.path,
@@ -477,14 +491,18 @@ def _send(
                     now=now,
                     stop=stop,
                     progress=progress,
+                    sign=signing.sign if signing is not None else None,
                     uncertain_before=uncertain_before,
                     envelope=envelope,
                 )
         finally:
+            if signing is not None:
+                signing.close()
             restore()
             watcher.cancel()
 
     tally = asyncio.run(run())
+    _log_sizes(composer)
     for recipient, reply in tally.failures:
         log.debug("%s: %s", recipient, reply)
     retry_uncertain = tally.uncertain - tally.uncertain_final
@@ -515,6 +533,21 @@ def _send(
         note=note,
         failures=tuple(tally.failures),
     )
+
+
+def _log_sizes(composer: DigestComposer) -> None:
+    """The HTML size of each distinct message, and what the clip guard cut."""
+    limit = composer.config.require_digest().max_html_bytes
+    for fitted in composer.fitted.values():
+        cut = f"; cut {fitted.cut} items into links" if fitted.more else ""
+        log.info(
+            "digest %s: %d items, HTML %s bytes (limit %s)%s",
+            composer.digest.period,
+            len(fitted.items),
+            f"{fitted.html_bytes:,}",
+            f"{limit:,}",
+            cut,
+        )
 
 
 def verp_envelope(config: Config, digest_id: int) -> Callable[[Outgoing], str] | None:
@@ -586,7 +619,9 @@ def _dry_run(
     else:
         subscribers = iter_subscribers(store, status="active")
     out.mkdir(parents=True, exist_ok=True)
-    composer = DigestComposer(config, digest, now=now)
+    composer = DigestComposer(
+        config, digest, now=now, editorial=approval.load_editorial(config, store, digest)
+    )
     written = skipped = 0
     for subscriber in subscribers:
         message = composer.compose(subscriber)
@@ -623,14 +658,19 @@ def _test_send(
     digest = _digest_to_show(config, store, now)
     if digest is None:
         return SendReport(period, note="nothing new since the last digest: nothing to test")
-    message = DigestComposer(config, digest, now=now).compose(preview_subscriber(address, ""))
+    composer = DigestComposer(
+        config, digest, now=now, editorial=approval.load_editorial(config, store, digest)
+    )
+    message = composer.compose(preview_subscriber(address, ""))
     if message is None:  # cannot happen for a reader of every category, but be explicit
         return SendReport(period, skipped=1, note=f"nothing in the digest for {address}")
     single = replace(settings, concurrency=1)
+    signer = DkimSigner.from_config(config)
+    data = signer.sign(message.data) if signer else message.data
 
     async def run() -> SendResult:
         async with SmtpPool(single, sender=config.require_digest().from_addr) as pool:
-            return await pool.send(message.recipient, message.data)
+            return await pool.send(message.recipient, data)
 
     result = asyncio.run(run())
     return SendReport(

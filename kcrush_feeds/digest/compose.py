@@ -34,6 +34,8 @@ from jinja2.exceptions import SecurityError
 
 from kcrush_feeds import templating
 from kcrush_feeds.config import Config
+from kcrush_feeds.digest import clip, utm
+from kcrush_feeds.digest.editing import Editorial, apply
 from kcrush_feeds.digest.mime import address_header, fold_header, header_text, part_headers, qp
 from kcrush_feeds.errors import ConfigError, KcrushError
 from kcrush_feeds.model import Digest, DigestItem, Subscriber, sections_of
@@ -99,6 +101,8 @@ class RenderedDigest:
     subject: str
     text: str
     html: str
+    html_bytes: int = 0  # of the HTML part as it goes out (the clip guard's measure)
+    cut: tuple[clip.MoreLink, ...] = ()  # sections cut to stay under digest.max_html_bytes
 
 
 # --- bodies encoded once ------------------------------------------------------------------
@@ -219,10 +223,26 @@ class _Prepared:
 class DigestComposer:
     """Composes ``digest`` for one subscriber after another, rendering once per selection."""
 
-    def __init__(self, config: Config, digest: Digest, *, now: datetime) -> None:
+    def __init__(
+        self,
+        config: Config,
+        digest: Digest,
+        *,
+        now: datetime,
+        editorial: Editorial | None = None,
+        proof_url: str | None = None,
+        from_addr: str | None = None,
+    ) -> None:
+        """``editorial``: the editor's note, subject, pins and drops, applied here.
+        ``proof_url``: compose a proof for the editors (a banner with this approve link);
+        ``from_addr``: another From (proofs come from ``subscriptions.from``)."""
         self.config = config
-        self.digest = digest
+        self.editorial = editorial or Editorial()
+        self.digest = apply(digest, self.editorial).digest if editorial else digest
         self.now = now
+        self.proof_url = proof_url
+        # What the clip guard did, per distinct selection (for preview and send to report).
+        self.fitted: dict[tuple[str, ...], clip.Fitted] = {}
         settings = config.require_digest()
         subscriptions = config.require_subscriptions()
         self._secret = subscriptions.secret()
@@ -232,7 +252,8 @@ class DigestComposer:
         self._inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
         site_host = urlsplit(config.site.url).hostname or "localhost"
         self._host = site_host
-        from_name, from_addr = parseaddr(settings.from_addr)
+        self._tagger = utm.Tagger.from_config(config, digest.period)
+        from_name, from_addr = parseaddr(from_addr or settings.from_addr)
         self._from_domain = from_addr.rpartition("@")[2] or site_host
         bounces = config.bounces
         self._unsubscribe_mailto = (
@@ -258,7 +279,9 @@ class DigestComposer:
 
     # --- per selection -----------------------------------------------------------------
 
-    def _context(self, items: tuple[DigestItem, ...]) -> dict[str, Any]:
+    def _context(
+        self, items: tuple[DigestItem, ...], more: tuple[clip.MoreLink, ...] = ()
+    ) -> dict[str, Any]:
         config = self.config
         start, _ = period_bounds(self.digest.period, self._tz)
         titles = [item.title for item in items]
@@ -289,23 +312,56 @@ class DigestComposer:
             "subscriber": slots,
             "unsubscribe_url": slots["unsubscribe_url"],
             "preferences_url": slots["preferences_url"],
+            "note": self.editorial.note,
+            "proof": {"approve_url": self.proof_url} if self.proof_url else None,
+            "more": more,
         }
 
-    def _render_selection(self, items: tuple[DigestItem, ...]) -> tuple[str, str, str]:
-        context = self._context(items)
-        subject_source = self.config.require_digest().subject
-        subject = header_text(_render(self._text_env, "subject.txt", context, subject_source))
-        context["subject"] = subject
+    def _subject(self, context: Mapping[str, Any]) -> str:
+        if self.editorial.subject:
+            subject = header_text(self.editorial.subject)
+        else:
+            source = self.config.require_digest().subject
+            subject = header_text(_render(self._text_env, "subject.txt", context, source))
+        return f"[Proof] {subject}" if self.proof_url else subject
+
+    def _render_html(self, items: tuple[DigestItem, ...], more: tuple[clip.MoreLink, ...]) -> str:
+        context = self._context(items, more)
+        context["subject"] = self._subject(context)
         html = _render(self._html_env, "digest.html", context)
         try:
             html = self._inliner.inline(html)
         except ValueError as e:
             raise TemplateError(f"digest.html: cannot inline its CSS: {e}") from e
-        text = _render(self._text_env, "digest.txt", context)
-        return subject, _tidy_text(text), html.replace("\r\n", "\n")
+        return self._tagger.html(html.replace("\r\n", "\n"))
+
+    def _render_selection(self, items: tuple[DigestItem, ...]) -> tuple[str, str, str, clip.Fitted]:
+        """Subject, text and HTML of a selection, cut by the clip guard if need be."""
+        fitted = clip.fit(
+            items,
+            self._render_html,
+            self.config.require_digest().max_html_bytes,
+            url=self._more_url(),
+            slots=lambda html: len(_SLOT_RE.findall(html)),
+        )
+        context = self._context(fitted.items, fitted.more)
+        subject = self._subject(context)
+        context["subject"] = subject
+        text = self._tagger.text(_render(self._text_env, "digest.txt", context))
+        self.fitted[tuple(item.record_id for item in items)] = fitted
+        return subject, _tidy_text(text), fitted.html, fitted
+
+    def _more_url(self) -> str:
+        """Where a cut section's link goes: the archive issue once there is an archive,
+        else the site."""
+        archive = getattr(self.config, "archive", None)  # [archive] lands with the archive
+        base = getattr(archive, "base_url", None)
+        if isinstance(base, str):
+            return f"{base.rstrip('/')}/{self.digest.period}/"
+        return self.config.site.url
 
     def _prepare(self, items: tuple[DigestItem, ...]) -> _Prepared:
-        subject, text, html = self._render_selection(items)
+        subject, text, html, _ = self._render_selection(items)
         selection = hashlib.blake2b(
             "\n".join(i.record_id for i in items).encode(), digest_size=8
         ).hexdigest()
@@ -361,10 +417,16 @@ class DigestComposer:
         }
 
     def message_id(self, subscriber: Subscriber) -> str:
-        """``<digest-PERIOD.sID.HASH@host>``: the same on every retry of this delivery."""
+        """``<digest-PERIOD.sID.HASH@host>``: the same on every retry of this delivery
+        (``<proof-...>`` for a proof)."""
         seed = f"{self.digest.id}|{self.digest.period}|{subscriber.id}|{subscriber.key}"
+        kind = "digest"
+        if self.proof_url:
+            # Each proof is a new message (its link names the revision): a client that
+            # drops a repeated Message-ID must still show the proof of an edit.
+            seed, kind = f"{seed}|{self.proof_url}", "proof"
         digest = hashlib.blake2b(seed.encode(), digest_size=6).hexdigest()
-        return f"<digest-{self.digest.period}.s{subscriber.id}.{digest}@{self._host}>"
+        return f"<{kind}-{self.digest.period}.s{subscriber.id}.{digest}@{self._host}>"
 
     def compose(self, subscriber: Subscriber) -> OutgoingMessage | None:
         """The finished message for ``subscriber``; None when nothing in the digest is for
@@ -407,12 +469,15 @@ class DigestComposer:
         items = self.digest.items_for(subscriber.categories)
         if not items:
             return None
-        subject, text, html = self._render_selection(items)
+        subject, text, html, fitted = self._render_selection(items)
         values = self._values(subscriber, self.links(subscriber))
+        html = _SLOT_RE.sub(lambda m: html_lib.escape(values[_SLOT_BY_TEXT[m.group()]]), html)
         return RenderedDigest(
             subject,
             _SLOT_RE.sub(lambda m: values[_SLOT_BY_TEXT[m.group()]], text),
-            _SLOT_RE.sub(lambda m: html_lib.escape(values[_SLOT_BY_TEXT[m.group()]]), html),
+            html,
+            len(html.encode("utf-8")),
+            fitted.more,
         )
 
 

@@ -153,3 +153,29 @@ def text_message(headers: Iterable[bytes], body: str) -> bytes:
     return b"".join(
         (*headers, b"MIME-Version: 1.0\r\n", part_headers("plain", encoding), b"\r\n", data)
     )
+
+
+def alternative_message(headers: Iterable[bytes], text: str, html: str, *, boundary: str) -> bytes:
+    """A whole ``multipart/alternative`` message (plain text first, HTML last), each part
+    quoted-printable: for mail rendered once per recipient (the welcome mail).
+
+    ``boundary`` must not occur in either part; one starting with ``=_`` never does in
+    quoted-printable text.
+    """
+    mark = boundary.encode("ascii")
+    return b"".join(
+        (
+            *headers,
+            b"MIME-Version: 1.0\r\n",
+            b'Content-Type: multipart/alternative; boundary="' + mark + b'"\r\n\r\n',
+            b"--" + mark + b"\r\n",
+            part_headers("plain"),
+            b"\r\n",
+            qp(text.replace("\r\n", "\n")),
+            b"\r\n--" + mark + b"\r\n",
+            part_headers("html"),
+            b"\r\n",
+            qp(html.replace("\r\n", "\n")),
+            b"\r\n--" + mark + b"--\r\n",
+        )
+    )

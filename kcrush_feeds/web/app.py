@@ -10,6 +10,8 @@ A Starlette application (ASGI), served by uvicorn in ``commands/serve.py``:
   follow links). ``POST /unsubscribe``: the button (CSRF-checked), or the RFC 8058
   one-click POST (body ``List-Unsubscribe=One-Click``, no cookie, no CSRF token).
 - ``GET/POST /preferences?token=``: categories, pause/resume, unsubscribe.
+- ``GET/POST /approve?token=``: a digest proof's approve link (``approve``): a page with a
+  button; only its CSRF-checked POST approves.
 - ``GET /health``: JSON, 200 when the store answers.
 
 One module per job: ``guards`` (rate limits, CSRF, trusted proxies, request checks),
@@ -37,6 +39,7 @@ from kcrush_feeds.config import Config
 from kcrush_feeds.store import subscribers as store_subscribers
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.web import guards
+from kcrush_feeds.web.approve import Approve
 from kcrush_feeds.web.mail import Mailer, SmtpMailer
 from kcrush_feeds.web.preferences import Preferences
 from kcrush_feeds.web.service import Clock, Service
@@ -65,6 +68,7 @@ def create_app(
     subscribe = Subscribe(service)
     unsubscribe = Unsubscribe(service)
     preferences = Preferences(service)
+    approve = Approve(service)
 
     async def health(request: Request) -> Response:
         def probe(store: Store) -> dict[str, Any]:
@@ -92,6 +96,8 @@ def create_app(
         Route("/unsubscribe", unsubscribe.post, methods=["POST"]),
         Route("/preferences", preferences.get, methods=["GET"]),
         Route("/preferences", preferences.post, methods=["POST"]),
+        Route("/approve", approve.get, methods=["GET"]),
+        Route("/approve", approve.post, methods=["POST"]),
     ]
     # Returned mail: the relays' bounce and complaint webhooks (see web/webhooks.py).
     routes += webhook_routes(Webhooks(config, service.db, now))

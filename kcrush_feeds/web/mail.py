@@ -20,17 +20,17 @@ import jinja2
 from kcrush_feeds.config import Config
 from kcrush_feeds.digest.mime import address_header, fold_header, raw_header, text_message
 from kcrush_feeds.errors import KcrushError
-from kcrush_feeds.model import Subscriber
+from kcrush_feeds.model import Outcome, SendResult, Subscriber
 
 log = logging.getLogger("kcrush_feeds.web.app")
 
 
 class Mailer(Protocol):
-    """Sends one message (RFC 5322 bytes) to one recipient, logging what became of it."""
+    """Sends one message (RFC 5322 bytes) to one recipient; what became of it."""
 
     async def start(self) -> None: ...
 
-    async def send(self, recipient: str, data: bytes) -> None: ...
+    async def send(self, recipient: str, data: bytes) -> SendResult: ...
 
     async def aclose(self) -> None: ...
 
@@ -49,30 +49,23 @@ class SmtpMailer:
         )
 
         settings = SmtpSettings.from_config(config.require_smtp(), base_dir=config.base_dir)
-        self._pool = SmtpPool(settings, sender=config.require_digest().from_addr)
+        # Transactional mail has its own address, in From and in the envelope.
+        self._pool = SmtpPool(settings, sender=parseaddr(config.transactional_from)[1])
 
     async def start(self) -> None:
         await self._pool.__aenter__()
 
-    async def send(self, recipient: str, data: bytes) -> None:
+    async def send(self, recipient: str, data: bytes) -> SendResult:
+        """The server's answer; a server that cannot be reached (or refuses us as a
+        sender) is a temporary failure: the outbox retries it."""
         try:
-            result = await self._pool.send(recipient, data)
+            return await self._pool.send(recipient, data)
         except KcrushError as e:
-            log.error("mail to %s not sent, and nothing retries it: %s", recipient, e.message)
-            return
-        except Exception:
+            return SendResult(Outcome.DEFERRED, e.message, 1)
+        except Exception as e:
             # Runs after the answer went out: nobody else would ever hear of this failure.
             log.exception("mail to %s not sent", recipient)
-            return
-        if result.sent:
-            log.info("mail to %s: %s", recipient, result.reply)
-        else:
-            log.warning(
-                "mail to %s not sent (%s), and nothing retries it: %s",
-                recipient,
-                result.outcome,
-                result.reply,
-            )
+            return SendResult(Outcome.DEFERRED, f"{type(e).__name__}: {e}", 1)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -130,7 +123,7 @@ class Mails:
         )
         subject = str(getattr(module, "subject", self.list_name))
         digest = self.config.require_digest()
-        headers = [address_header("From", *parseaddr(digest.from_addr))]
+        headers = [address_header("From", *parseaddr(self.config.transactional_from))]
         headers.append(address_header("To", to.name, to.email))
         if digest.reply_to:
             headers.append(address_header("Reply-To", *parseaddr(digest.reply_to)))

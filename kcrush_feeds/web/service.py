@@ -26,13 +26,17 @@ from starlette.requests import Request
 from kcrush_feeds import tokens
 from kcrush_feeds.catalogue import Catalogue
 from kcrush_feeds.config import Config, SubscriptionsConfig
+from kcrush_feeds.delivery.dkim import DkimSigner
 from kcrush_feeds.model import Subscriber
+from kcrush_feeds.store import editorial as store_editorial
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions import subscribers
 from kcrush_feeds.web import guards
 from kcrush_feeds.web.guards import Csrf, MailboxLimit, SlidingWindow
 from kcrush_feeds.web.mail import Mailer, Mails
+from kcrush_feeds.web.outbox import OutboxWorker
 from kcrush_feeds.web.pages import Pages, root, template_environment
+from kcrush_feeds.web.welcome import WelcomeMail
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -50,6 +54,7 @@ class _Runtime:
     reader: Store  # pages that only look: WAL lets them read while a change commits
     read_lock: anyio.CapacityLimiter
     mailer: Mailer
+    outbox: OutboxWorker
 
 
 @dataclass
@@ -70,6 +75,8 @@ class Service:
     base_url: str = field(init=False)
     pages: Pages = field(init=False)
     mails: Mails = field(init=False)
+    welcome: WelcomeMail = field(init=False)
+    signer: DkimSigner | None = field(init=False)
     runtime: _Runtime | None = None
 
     def __post_init__(self) -> None:
@@ -93,6 +100,8 @@ class Service:
             env, self.csrf, site=self.config.site, list_name=self.list_name, now=self.now
         )
         self.mails = Mails(env, self.config, list_name=self.list_name, now=self.now)
+        self.welcome = WelcomeMail(self.config)
+        self.signer = DkimSigner.from_config(self.config)  # a bad key stops serve (exit 2)
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -103,12 +112,22 @@ class Service:
         reader = Store.open(self.store_path)
         mailer = self.mailer_factory(self.config)
         await mailer.start()
-        self.runtime = _Runtime(
-            store, anyio.CapacityLimiter(1), reader, anyio.CapacityLimiter(1), mailer
+        worker = OutboxWorker(
+            self.db,
+            mailer,
+            self.now,
+            first_retry=self.settings.mail_retry,
+            give_up_after=self.settings.mail_retry_for,
         )
+        self.runtime = _Runtime(
+            store, anyio.CapacityLimiter(1), reader, anyio.CapacityLimiter(1), mailer, worker
+        )
+        worker.start()
+        worker.kick()  # what an earlier run of serve left in the outbox goes now
         try:
             yield
         finally:
+            await worker.aclose()
             self.runtime = None
             await mailer.aclose()
             reader.close()
@@ -133,9 +152,28 @@ class Service:
             lambda: fn(rt.reader, *args, **kwargs), limiter=rt.read_lock
         )
 
-    def send_later(self, recipient: str, data: bytes) -> BackgroundTask:
-        """Send after the response: the answer never waits for (or reveals) the SMTP server."""
-        return BackgroundTask(self._rt().mailer.send, recipient, data)
+    async def queue_mail(
+        self, kind: str, recipient: str, data: bytes, *, dedupe: str | None = None
+    ) -> BackgroundTask:
+        """Keep the mail in the store's outbox (DKIM-signed if configured), and send it
+        after the response: the answer never waits for (or reveals) the SMTP server, and a
+        mail the server did not take is retried, across restarts too."""
+        await self.db(self._enqueue, kind, recipient, data, dedupe)
+        return BackgroundTask(self._rt().outbox.kick)
+
+    def _enqueue(
+        self, store: Store, kind: str, recipient: str, data: bytes, dedupe: str | None
+    ) -> int | None:
+        signed = self.signer.sign(data) if self.signer is not None else data
+        return store_editorial.enqueue(
+            store,
+            kind=kind,
+            sender=self.config.transactional_from,
+            recipient=recipient,
+            data=signed,
+            now=self.now(),
+            dedupe=dedupe,
+        )
 
     # --- requests ---------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from kcrush_feeds import tokens
 from kcrush_feeds.model import Subscriber
+from kcrush_feeds.store import editorial as store_editorial
 from kcrush_feeds.store import subscribers as store_subscribers
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions import subscribers
@@ -133,7 +134,9 @@ class Subscribe:
                 confirm_url=service.link("confirm", token),
                 expires=expires.astimezone(service.config.site.tz),
             )
-        return self.subscribed(request, background=service.send_later(subscriber.email, data))
+        kind = "confirm" if before not in ("active", "paused") else "notice"
+        background = await service.queue_mail(kind, subscriber.email, data)
+        return self.subscribed(request, background=background)
 
     def subscribed(self, request: Request, *, background: BackgroundTask | None = None) -> Response:
         """The "check your inbox" page: the same for a new, a known and a bot's address."""
@@ -159,6 +162,7 @@ class Subscribe:
             return service.pages.error(
                 request, 400, "this link is no longer valid; please subscribe again"
             )
+        background = await self.welcome(subscriber)
         return service.pages.respond(
             request,
             "confirmed.html",
@@ -168,6 +172,23 @@ class Subscribe:
                 "subscriber": subscriber,
                 "preferences_url": service.local_link(request, "preferences", subscriber),
             },
+            background=background,
+        )
+
+    async def welcome(self, subscriber: Subscriber) -> BackgroundTask | None:
+        """Queue the welcome mail: once per subscriber, whatever the number of clicks."""
+        service = self.service
+        if subscriber.status != "active":
+            return None
+        archive = getattr(service.config, "archive", None)  # [archive] lands with the archive
+        base = getattr(archive, "base_url", None)
+        latest = None
+        if isinstance(base, str):
+            period = await service.read(store_editorial.latest_sent_period)
+            latest = f"{base.rstrip('/')}/{period}/" if period else None
+        data = service.welcome.compose(subscriber, service.now(), latest_issue_url=latest)
+        return await service.queue_mail(
+            "welcome", subscriber.email, data, dedupe=f"welcome:{subscriber.id}"
         )
 
     def _confirm(self, store: Store, claim: tokens.Claim) -> Subscriber | None:

@@ -19,6 +19,7 @@ import pytest
 
 from kcrush_feeds.delivery.send import ENV_CRASH
 from kcrush_feeds.store.db import Store
+from tests.support.editors import setup as setup_week
 from tests.support.project import Project, sent_rows
 from tests.support.sending import prepare
 from tests.support.smtp_server import Behaviour, SmtpServer, smtp_server
@@ -192,3 +193,18 @@ def test_sigterm_during_a_send_stops_after_the_messages_in_flight_and_a_restart_
         assert restarted.stop() == 0
         assert slow.counts() == dict.fromkeys(everyone(), 1)
         assert digests(project) == [(WEEK, "done")]
+
+
+def test_schedule_mails_the_proof_and_retries_within_the_hour(
+    project: Project, server: SmtpServer
+) -> None:
+    setup_week(project, server, digest='approval = "required"\neditors = ["ed@kcrush.com"]')
+    process = Process(project, "schedule")
+    try:
+        line = process.wait_for_line("digest: deferred: ")
+        assert "awaiting approval: proof sent to ed@kcrush.com" in line
+        assert "retrying at 2024-02-26T11:05:00-08:00" in line, line  # not next week
+    finally:
+        assert process.stop() == 0
+    assert [r.rcpt for r in server.received] == ["ed@kcrush.com"]
+    assert MONDAY.startswith("2024-02-26")

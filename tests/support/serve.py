@@ -47,6 +47,8 @@ class Caught:
     recipients: list[str]
     message: EmailMessage
     raw: bytes = b""  # as it came over SMTP
+    sender: str = ""  # the envelope sender (MAIL FROM)
+    data: bytes = b""  # the message as received
 
 
 class _Recorder:
@@ -56,7 +58,15 @@ class _Recorder:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.sink.lock:
-            self.sink.messages.append(Caught(list(envelope.rcpt_tos), parsed, envelope.content))  # type: ignore[arg-type]
+            self.sink.messages.append(
+                Caught(
+                    list(envelope.rcpt_tos),
+                    parsed,  # type: ignore[arg-type]
+                    raw=envelope.content,
+                    sender=str(envelope.mail_from),
+                    data=bytes(envelope.original_content or envelope.content),
+                )
+            )
             self.sink.arrived.notify_all()
         return "250 2.0.0 OK"
 
@@ -79,6 +89,15 @@ class SmtpSink:
 
     def __exit__(self, *exc: object) -> None:
         self.controller.stop()
+
+    def down(self) -> None:
+        """Stop answering on the port (the SMTP server went down)."""
+        self.controller.stop()
+
+    def up(self) -> None:
+        """Answer on the same port again (aiosmtpd's controller does not restart)."""
+        self.controller = Controller(_Recorder(self), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
 
     def to(self, address: str) -> list[EmailMessage]:
         with self.lock:
@@ -116,10 +135,22 @@ def link_in(message: EmailMessage, path: str) -> str:
     return match.group(0)
 
 
-def write_config(directory: Path, *, base_url: str, smtp_port: int, extra: str = "") -> Path:
+def write_config(
+    directory: Path,
+    *,
+    base_url: str,
+    smtp_port: int,
+    extra: str = "",
+    digest_extra: str = "",
+    smtp_extra: str = "",
+) -> Path:
+    """``extra`` goes into [subscriptions], ``digest_extra`` into [digest], ``smtp_extra``
+    into [smtp]."""
     text = BASE_CONFIG.replace(
         'base_url = "https://www.kcrush.com/newsletter"',
         f'base_url = "{base_url}"\n{extra}',
+    ).replace(
+        'reply_to = "editors@kcrush.com"\n', f'reply_to = "editors@kcrush.com"\n{digest_extra}\n'
     )
     text += f"""
 [smtp]
@@ -129,6 +160,7 @@ tls = "none"
 rate_limit = 0
 retries = 1
 concurrency = 4
+{smtp_extra}
 """
     path = directory / "config.toml"
     path.write_text(text, encoding="utf-8")
@@ -179,17 +211,25 @@ def start_server(
     extra: str = "",
     root_path: str = "",
     base_url: str | None = None,
+    digest_extra: str = "",
+    smtp_extra: str = "",
+    port: int | None = None,
+    write: bool = True,
     args: tuple[str, ...] = (),
 ) -> Server:
-    """Write a config into ``directory`` and start ``kcrush-feeds serve`` on a free port."""
-    port = free_port()
+    """Write a config into ``directory`` and start ``kcrush-feeds serve`` on a free port
+    (or ``port``; ``write=False`` keeps the config already there, for a restart)."""
+    port = port or free_port()
     directory.mkdir(parents=True, exist_ok=True)
-    write_config(
-        directory,
-        base_url=base_url or f"http://127.0.0.1:{port}{root_path}",
-        smtp_port=smtp.port,
-        extra=extra,
-    )
+    if write:
+        write_config(
+            directory,
+            base_url=base_url or f"http://127.0.0.1:{port}{root_path}",
+            smtp_port=smtp.port,
+            extra=extra,
+            digest_extra=digest_extra,
+            smtp_extra=smtp_extra,
+        )
     env = {**os.environ, SECRET_ENV: SECRET}
     env.pop("KCRUSH_FEEDS_NOW", None)
     command = [
@@ -205,7 +245,7 @@ def start_server(
     command += list(args)
     if root_path:
         command += ["--root-path", root_path]
-    log = (directory / "serve.log").open("wb")
+    log = (directory / "serve.log").open("ab")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(directory, port, smtp, process, root_path)
     deadline = time.monotonic() + 20

@@ -52,6 +52,7 @@ def confirmed(server: Server, address: str, **kwargs: str) -> Subscriber:
         assert subscribe(client, address, **kwargs).status_code == 200
         mail = server.smtp.wait_for(address)[-1]
         assert client.get(link_in(mail, "confirm")).status_code == 200
+    server.smtp.wait_for(address, count=2)  # the welcome mail follows the confirmation
     found = server.subscriber(address)
     assert found is not None and found.status == "active"
     return found
@@ -114,7 +115,13 @@ def test_double_opt_in_flow(server: Server) -> None:
         again = client.get(link, headers={"Accept": "application/json"})
         assert again.status_code == 200
         assert again.json() == {"status": "active", "email": "Mina.Kim@example.com"}
-    assert len(server.smtp.to("Mina.Kim@example.com")) == 1
+    # The confirmation, then one welcome mail (two clicks, one welcome: see test_welcome).
+    mails = server.smtp.wait_for("Mina.Kim@example.com", 2)
+    assert [m["Subject"] for m in server.smtp.to("Mina.Kim@example.com")] == [
+        "Confirm your subscription to KCrush Weekly",
+        "Welcome to KCrush Weekly",
+    ]
+    assert mails[1]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
 
 def test_the_answer_does_not_tell_whether_the_address_was_known(server: Server) -> None:
@@ -127,7 +134,7 @@ def test_the_answer_does_not_tell_whether_the_address_was_known(server: Server) 
     assert new.headers.get("content-length") == old.headers.get("content-length")
     # The known, active address stays active: it is told by mail, with its preferences link.
     assert server.subscriber("known@example.com") == known
-    notice = server.smtp.wait_for("known@example.com", count=2)[1]
+    notice = server.smtp.wait_for("known@example.com", count=3)[2]  # after the welcome
     assert notice["Subject"] == "You are already subscribed to KCrush Weekly"
     assert "/preferences?token=" in body_of(notice) and "/confirm" not in body_of(notice)
     assert server.subscriber("fresh@example.com").status == "pending"  # type: ignore[union-attr]
@@ -177,7 +184,7 @@ def test_resubscribing_after_unsubscribe_needs_a_new_confirmation(server: Server
         # Subscribing again: pending, and a new confirmation mail.
         assert subscribe(client, address).status_code == 200
         assert server.subscriber(address).status == "pending"  # type: ignore[union-attr]
-        mail = server.smtp.wait_for(address, count=2)[1]
+        mail = server.smtp.wait_for(address, count=3)[2]  # confirm, welcome, confirm
         assert client.get(link_in(mail, "confirm")).status_code == 200
     assert server.subscriber(address).status == "active"  # type: ignore[union-attr]
 

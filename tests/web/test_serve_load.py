@@ -196,14 +196,26 @@ def test_ten_thousand_mixed_requests_lose_nothing(tmp_path: Path, smtp: SmtpSink
             for s in ("active", "paused", "unsubscribed")
         }
         assert all(by_status.values()), by_status  # the mix really had all three
+
         # One confirmation mail per subscribe, none lost (sent after each answer).
+        def mails(subject: str) -> list[str]:
+            with smtp.lock:
+                return [
+                    c.recipients[0]
+                    for c in smtp.messages
+                    if c.recipients[0].startswith("load-") and c.message["Subject"] == subject
+                ]
+
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            caught = sum(1 for c in smtp.messages if c.recipients[0].startswith("load-"))
+            caught = len(mails("Confirm your subscription to KCrush Weekly"))
             if caught >= ADDRESSES:
                 break
             time.sleep(0.1)
         assert caught == ADDRESSES
+        # And at most one welcome mail per subscriber, however often the link was followed.
+        welcomes = mails("Welcome to KCrush Weekly")
+        assert welcomes and len(welcomes) == len(set(welcomes))
         assert "Traceback" not in server.log()
     finally:
         server.stop()

@@ -10,6 +10,7 @@ import click
 from kcrush_feeds import clock
 from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.config import Config
+from kcrush_feeds.delivery.approval import load_editorial
 from kcrush_feeds.digest.compose import DigestComposer, preview_subscriber
 from kcrush_feeds.digest.select import compute_digest
 from kcrush_feeds.errors import UsageError
@@ -86,7 +87,9 @@ def preview(app: App, email: str | None, out: Path, week: str | None, since: str
         if found is None:
             raise UsageError(f"--subscriber {email}: no such subscriber")
         subscriber = found
-    composer = DigestComposer(config, digest, now=now)
+    composer = DigestComposer(
+        config, digest, now=now, editorial=load_editorial(config, store, digest)
+    )
     rendered = composer.render(subscriber)
     message = composer.compose(subscriber)
     if rendered is None or message is None:
@@ -98,12 +101,16 @@ def preview(app: App, email: str | None, out: Path, week: str | None, since: str
     paths[0].write_text(rendered.html, encoding="utf-8")
     paths[1].write_text(rendered.text, encoding="utf-8")
     paths[2].write_bytes(message.data)
-    shown = len(digest.items_for(subscriber.categories))
+    shown = len(composer.digest.items_for(subscriber.categories))
     state = "stored" if digest.stored else "not yet created; computed for this preview"
     click.echo(
         f"digest {period} ({state}): {shown} of {len(digest.items)} items for {subscriber.email}"
     )
     click.echo(f"subject: {rendered.subject}")
+    limit = config.require_digest().max_html_bytes
+    click.echo(f"html: {rendered.html_bytes:,} bytes (digest.max_html_bytes {limit:,})")
+    for link in rendered.cut:
+        click.echo(f"cut to stay under the limit: {link.title}: {link.count} items -> {link.url}")
     for path in paths:
         click.echo(f"wrote {path}")
 

@@ -1,0 +1,149 @@
+"""DKIM: every message ``send`` delivers (and every proof) verifies with dkimpy against the
+public key, over the exact bytes the real aiosmtpd server received; bad keys are config
+errors (exit 2)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from kcrush_feeds.delivery.dkim import DkimSigner
+from kcrush_feeds.errors import ConfigError
+from tests.support.editors import ENV, setup
+from tests.support.project import Project
+from tests.support.smtp_server import SmtpServer, smtp_server
+
+SELECTOR = "k1"
+DOMAIN = "kcrush.com"
+
+
+def keypair(fmt: serialization.PrivateFormat) -> tuple[bytes, bytes]:
+    """(private key PEM in ``fmt``, the DNS TXT record publishing its public half)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption())
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+
+
+def dns_for(record: bytes) -> object:
+    """A ``dnsfunc`` for dkimpy that knows only our selector (no network)."""
+
+    def lookup(name: bytes, timeout: int = 5) -> bytes | None:
+        return record if name == f"{SELECTOR}._domainkey.{DOMAIN}.".encode() else None
+
+    return lookup
+
+
+@pytest.fixture
+def server() -> Iterator[SmtpServer]:
+    with smtp_server() as s:
+        yield s
+
+
+def signed_headers(data: bytes) -> list[str]:
+    head = data.split(b"\r\n\r\n", 1)[0].decode()
+    unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ")
+    line = next(h for h in unfolded.split("\r\n") if h.lower().startswith("dkim-signature:"))
+    tags = dict(
+        part.strip().split("=", 1) for part in line.split(":", 1)[1].split(";") if "=" in part
+    )
+    assert tags["c"] == "relaxed/relaxed" and tags["d"] == DOMAIN and tags["s"] == SELECTOR
+    return [h.strip() for h in tags["h"].split(":")]
+
+
+@pytest.mark.parametrize(
+    "fmt", [serialization.PrivateFormat.TraditionalOpenSSL, serialization.PrivateFormat.PKCS8]
+)
+def test_every_digest_and_proof_verifies(
+    project: Project, server: SmtpServer, fmt: serialization.PrivateFormat
+) -> None:
+    pem, record = keypair(fmt)
+    project.write("dkim.key", pem)
+    setup(project, server, digest='approval = "required"\neditors = ["ed@kcrush.com"]')
+    project.append_config(
+        f'[smtp.dkim]\ndomain = "{DOMAIN}"\nselector = "{SELECTOR}"\nkey_file = "dkim.key"\n'
+    )
+    assert project.run("send", env=ENV).exit_code == 75  # the proof
+    assert project.run("digest", "approve", env=ENV).exit_code == 0
+    assert project.run("send", env=ENV).exit_code == 0
+    assert sorted(r.rcpt for r in server.received) == [
+        "all@example.org",
+        "articles@example.org",
+        "ed@kcrush.com",
+    ]
+    for received in server.received:
+        assert received.data.count(b"DKIM-Signature:") == 1  # once per message
+        assert dkim.verify(received.data, dnsfunc=dns_for(record)), received.rcpt
+        headers = signed_headers(received.data)
+        assert headers[:5] == ["from", "to", "subject", "date", "message-id"]
+        assert {"list-id", "list-unsubscribe", "list-unsubscribe-post"} <= set(headers)
+        # Changed in transit: the signature no longer holds.
+        tampered = received.data.replace(b"Subject: ", b"Subject: RE: ", 1)
+        assert not dkim.verify(tampered, dnsfunc=dns_for(record))
+
+
+def test_a_bad_or_missing_key_is_a_config_error(project: Project, server: SmtpServer) -> None:
+    setup(project, server)
+    project.append_config(
+        f'[smtp.dkim]\ndomain = "{DOMAIN}"\nselector = "{SELECTOR}"\nkey_file = "dkim.key"\n'
+    )
+    missing = project.run("send", env=ENV)
+    assert missing.exit_code == 2
+    assert "smtp.dkim.key_file: cannot read" in missing.stderr
+    project.write(
+        "dkim.key", "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n"
+    )
+    bad = project.run("send", env=ENV)
+    assert bad.exit_code == 2
+    assert "smtp.dkim.key_file: not a usable RSA private key" in bad.stderr
+    assert server.received == []
+
+
+def test_the_signature_covers_the_exact_bytes(tmp_path: Path) -> None:
+    pem, record = keypair(serialization.PrivateFormat.PKCS8)
+    signer = DkimSigner.checked(DOMAIN, SELECTOR, pem, where="test")
+    message = (
+        b"From: KCrush <hello@kcrush.com>\r\nTo: a@example.org\r\nSubject: Hi\r\n"
+        b"Date: Tue, 27 Feb 2024 09:00:00 -0800\r\nMessage-ID: <x@kcrush.com>\r\n\r\nHello\r\n"
+    )
+    signed = signer.sign(message)
+    assert signed.endswith(message)
+    assert dkim.verify(signed, dnsfunc=dns_for(record))
+    with pytest.raises(ConfigError):
+        DkimSigner.checked(DOMAIN, SELECTOR, b"garbage", where="test")
+
+
+def test_serve_signs_the_confirmation_and_welcome_mail(tmp_path: Path) -> None:
+    from tests.support.serve import SmtpSink, link_in, start_server, subscribe
+
+    pem, record = keypair(serialization.PrivateFormat.TraditionalOpenSSL)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "dkim.key").write_bytes(pem)
+    dkim_section = (
+        f'\n[smtp.dkim]\ndomain = "{DOMAIN}"\nselector = "{SELECTOR}"\nkey_file = "dkim.key"\n'
+    )
+    with SmtpSink() as smtp:
+        server = start_server(site, smtp, smtp_extra=dkim_section)
+        try:
+            with server.client() as client:
+                assert subscribe(client, "signed@example.com").status_code == 200
+                confirm = smtp.wait_for("signed@example.com")[0]
+                assert client.get(link_in(confirm, "confirm")).status_code == 200
+            smtp.wait_for("signed@example.com", count=2)
+        finally:
+            server.stop()
+    assert len(smtp.messages) == 2
+    for caught in smtp.messages:
+        assert caught.data.count(b"DKIM-Signature:") == 1
+        assert dkim.verify(caught.data, dnsfunc=dns_for(record)), caught.message["Subject"]
+    welcome = smtp.messages[1].data
+    assert "list-unsubscribe-post" in signed_headers(welcome)
