@@ -253,3 +253,18 @@ class DeliveryCounts:
     @property
     def total(self) -> int:
         return self.sent + self.deferred + self.failed
+
+
+# --- the archive -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRef:
+    """A digest that was sent (its first message was accepted): it has a page in the archive.
+
+    ``created_at`` is when it was frozen, which never changes: the archive's date for it.
+    """
+
+    period: str  # "2026-W49"
+    digest_id: int
+    created_at: datetime

@@ -31,6 +31,7 @@ import jinja2
 
 from kcrush_feeds import templating
 from kcrush_feeds.config import Config
+from kcrush_feeds.dates import local_date, long_date
 from kcrush_feeds.digest.mime import address_header, fold_header, header_text, part_headers, qp
 from kcrush_feeds.errors import ConfigError, KcrushError
 from kcrush_feeds.model import Digest, DigestItem, Subscriber, sections_of
@@ -38,20 +39,6 @@ from kcrush_feeds.text import truncate
 from kcrush_feeds.tokens import sign
 from kcrush_feeds.weeks import period_bounds
 
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 UNSUBSCRIBE_PATH = "/unsubscribe"
 PREFERENCES_PATH = "/preferences"
 # Slot names: what differs per subscriber. Templates see them as subscriber.<name> or as
@@ -128,16 +115,6 @@ class _Body:
 # --- templates ---------------------------------------------------------------------------
 
 
-def _shortdate(moment: datetime, tz: Any) -> str:
-    local = moment.astimezone(tz)
-    return f"{MONTHS[local.month - 1][:3]} {local.day}, {local.year}"
-
-
-def _longdate(moment: datetime, tz: Any) -> str:
-    local = moment.astimezone(tz)
-    return f"{MONTHS[local.month - 1]} {local.day}, {local.year}"
-
-
 def template_dirs(config: Config) -> list[Path]:
     """Where templates are looked up, first match wins: the configured directory, if any."""
     digest = config.require_digest()
@@ -160,8 +137,8 @@ def make_environment(config: Config) -> tuple[jinja2.Environment, jinja2.Environ
     envs = []
     for autoescape in (True, False):
         env = templating.environment(templates, autoescape=autoescape, keep_trailing_newline=True)
-        env.filters["shortdate"] = lambda moment: _shortdate(moment, tz)
-        env.filters["longdate"] = lambda moment: _longdate(moment, tz)
+        env.filters["shortdate"] = lambda moment: local_date(moment, tz)
+        env.filters["longdate"] = lambda moment: long_date(moment, tz)
         envs.append(env)
     return envs[0], envs[1]
 
@@ -227,6 +204,11 @@ class DigestComposer:
             after_to.append(address_header("Reply-To", reply_name, reply_addr))
         self._after_to = b"".join(after_to)
         self._list_id = fold_header("List-Id", list_id)
+        # The archive (issue 13): the issue's public page, and List-Archive (RFC 2369).
+        archive = config.archive
+        self._archive_base = None if archive is None else archive.base_url.rstrip("/")
+        if self._archive_base is not None:
+            self._list_id += fold_header("List-Archive", f"<{self._archive_base}/>")
         self._cache: dict[tuple[str, ...], _Prepared | None] = {}
 
     # --- per selection -----------------------------------------------------------------
@@ -250,7 +232,7 @@ class DigestComposer:
             },
             "digest": self.digest,
             "period": self.digest.period,
-            "week_label": f"Week of {_longdate(start, self._tz)}",
+            "week_label": f"Week of {long_date(start, self._tz)}",
             "items": items,
             "sections": [
                 SectionView(title, tuple(section_items))
@@ -258,6 +240,10 @@ class DigestComposer:
             ],
             "preheader": truncate(preheader, 150),
             "feeds_url": config.feeds.base_url,
+            # "View in browser": None without [archive]; templates test it with {% if %}.
+            "archive_url": None
+            if self._archive_base is None
+            else f"{self._archive_base}/{self.digest.period}/",
             "subscriber": slots,
             "unsubscribe_url": slots["unsubscribe_url"],
             "preferences_url": slots["preferences_url"],

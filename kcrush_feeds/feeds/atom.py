@@ -45,6 +45,9 @@ def render_atom(channel: Channel, entries: Sequence[Entry]) -> bytes:
         sub(feed, _atom("subtitle"), channel.description)
     sub(feed, _atom("updated"), rfc3339(feed_updated(entries)))
     sub(feed, _atom("link"), rel="self", type=MEDIA_TYPES["atom"], href=channel.url("atom"))
+    # WebSub (issue 13): the hub next to rel="self", which is the topic URL it announces.
+    if channel.hub:
+        sub(feed, _atom("link"), rel="hub", href=channel.hub)
     sub(feed, _atom("link"), rel="alternate", type="text/html", href=channel.site_url)
     author = sub(feed, _atom("author"))
     sub(author, _atom("name"), channel.site_title)

@@ -4,7 +4,8 @@ Layout under ``feeds.output_dir`` (public at ``feeds.base_url``)::
 
     {slug}/rss.xml  {slug}/atom.xml  {slug}/feed.json    one directory per feed
     all/rss.xml ...                                      every record
-    feeds.opml  index.html  feed.xsl
+    {slug}/index.html                                    the feed as a page for people
+    feeds.opml  index.html  style.css
     .build-state.json                                    what the last build wrote
 
 A rebuild with nothing changed must stay cheap whatever the store size, so every feed first
@@ -38,7 +39,7 @@ from kcrush_feeds.errors import FeedError, StoreError
 from kcrush_feeds.feeds.entries import Channel, Entry, Listing, prepare_entry
 from kcrush_feeds.feeds.formats import FORMAT_VERSION, RENDERERS
 from kcrush_feeds.feeds.opml import render_opml
-from kcrush_feeds.feeds.pages import render_index, render_xsl
+from kcrush_feeds.feeds.pages import render_feed_page, render_index, render_stylesheet
 from kcrush_feeds.feeds.slugs import check_unique, name_key, slugify
 from kcrush_feeds.store import records as store_records
 from kcrush_feeds.store.db import Store, to_timestamp
@@ -47,13 +48,14 @@ ALL_SLUG = "all"
 FILE_NAMES = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
 OPML_NAME = "feeds.opml"
 INDEX_NAME = "index.html"
-XSL_NAME = "feed.xsl"
+STYLE_NAME = "style.css"  # the digest's stylesheet plus page.css, for the pages
+PAGE_FORMAT = "page"  # the pseudo-format of {slug}/index.html in the state file
 STATE_NAME = ".build-state.json"
 STATE_VERSION = 1
 _CACHE_ENTRIES = 20_000  # prepared entries kept for the feeds that share them
 _WRITERS = 4  # threads writing files
 _IN_FLIGHT = 32  # rendered files waiting to be written, at most
-_FEED_FILE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?/(?:rss\.xml|atom\.xml|feed\.json)")
+_FEED_FILE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?/(?:rss\.xml|atom\.xml|feed\.json|index\.html)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +270,9 @@ def _channel(config: Config, spec: FeedSpec) -> Channel:
         language=config.site.language,
         urls={fmt: f"{base}/{spec.slug}/{FILE_NAMES[fmt]}" for fmt in config.feeds.formats},
         image=config.site.image,
-        stylesheet=f"../{XSL_NAME}",
+        # No <?xml-stylesheet?>: browsers are removing XSLT; {slug}/index.html is the page.
+        stylesheet=None,
+        hub=config.feeds.websub_hub,
     )
 
 
@@ -278,7 +282,8 @@ def _fingerprint(*parts: object) -> str:
 
 
 def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = False) -> BuildReport:
-    """Write every feed, the OPML file, index.html and the XSL under ``config.output_dir``.
+    """Write every feed (and its page), the OPML file, index.html and style.css under
+    ``config.output_dir``.
 
     Records that are withdrawn or published after ``now`` are left out. Files whose bytes
     would not change are not touched. Files of feeds no longer planned are removed only
@@ -307,13 +312,17 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
                         description=spec.description,
                         urls=dict(channel.urls),
                         paths={f: f"{spec.slug}/{FILE_NAMES[f]}" for f in channel.urls},
+                        page=f"{spec.slug}/",
                     )
                 )
                 newest = _newest(store, spec, cutoff, config.feeds.items_per_feed)
-                inputs = _fingerprint(FORMAT_VERSION, _channel_key(channel), newest)
+                # The zone too: the feed's page shows local dates.
+                inputs = _fingerprint(
+                    FORMAT_VERSION, _channel_key(channel), config.site.timezone, newest
+                )
                 pending: list[tuple[str, str, Path]] = []
-                for fmt in config.feeds.formats:
-                    name = f"{spec.slug}/{FILE_NAMES[fmt]}"
+                for fmt in (*config.feeds.formats, PAGE_FORMAT):
+                    name = f"{spec.slug}/{FILE_NAMES.get(fmt, INDEX_NAME)}"
                     planned.add(name)
                     target = _inside(output_dir, output_dir / name)
                     if state.fresh(name, f"{fmt}:{inputs}", target):
@@ -324,7 +333,10 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
                     continue
                 feed_entries = _entries(store, config, newest, entries)
                 for kind, name, target in pending:
-                    data = RENDERERS[kind](channel, feed_entries)
+                    if kind == PAGE_FORMAT:
+                        data = render_feed_page(channel, feed_entries, config.site.tz)
+                    else:
+                        data = RENDERERS[kind](channel, feed_entries)
                     writer.put(name, target, data, inputs=f"{kind}:{inputs}")
             _write_pages(config, listings, writer)
         _stale(output_dir, state, planned, prune, report)
@@ -340,6 +352,7 @@ def _channel_key(channel: Channel) -> list[object]:
     return [
         channel.slug, channel.title, channel.description, channel.site_url, channel.site_title,
         channel.language, sorted(channel.urls.items()), channel.image, channel.stylesheet,
+        channel.hub,
     ]  # fmt: skip
 
 
@@ -404,7 +417,7 @@ class _Writer:
 
 
 def _write_pages(config: Config, listings: list[Listing], writer: _Writer) -> None:
-    """OPML, index.html and the XSL: small, so rendered every time and compared."""
+    """OPML, index.html and style.css: small, so rendered every time and compared."""
     output_dir = config.output_dir
     base = config.feeds.base_url.rstrip("/")
     site = config.site
@@ -414,7 +427,7 @@ def _write_pages(config: Config, listings: list[Listing], writer: _Writer) -> No
         INDEX_NAME: render_index(
             title, site.description, site.language, OPML_NAME, f"{base}/{OPML_NAME}", listings
         ),
-        XSL_NAME: render_xsl(),
+        STYLE_NAME: render_stylesheet(),
     }
     for name, data in pages.items():
         writer.put(name, output_dir / name, data, inputs=None)

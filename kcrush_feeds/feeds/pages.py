@@ -1,7 +1,9 @@
 """The pages ``build`` writes next to the feeds: ``index.html`` (every feed, with
-autodiscovery links) and ``feed.xsl`` (what a browser shows for an RSS or Atom file).
+autodiscovery links), ``{slug}/index.html`` (one feed shown to a person: no XSLT, which
+browsers are removing) and ``style.css`` (the digest's stylesheet plus ``page.css``).
 
-Both are Jinja templates shipped in ``kcrush_feeds/templates/feeds/``. Values in the page are
+All are Jinja templates shipped in ``kcrush_feeds/templates/feeds/`` (the stylesheet comes
+from ``templates/email/style.css`` and ``templates/archive/page.css``). Values in the page are
 escaped with the stdlib's ``html.escape`` (the ``html_escape`` filter), as the page has always
 been: its bytes stay the same, and only changed inputs rewrite it.
 """
@@ -10,13 +12,15 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from datetime import tzinfo
 from functools import cache
 
 import jinja2
 from markupsafe import Markup
 
 from kcrush_feeds import templating
-from kcrush_feeds.feeds.entries import MEDIA_TYPES, Listing
+from kcrush_feeds.dates import iso_date, local_date
+from kcrush_feeds.feeds.entries import MEDIA_TYPES, Channel, Entry, Listing
 
 FORMAT_NAMES = {"rss": "RSS", "atom": "Atom", "json": "JSON Feed"}
 
@@ -30,8 +34,12 @@ def _html_escape(value: object) -> Markup:
 # The page bytes rely on trim_blocks, lstrip_blocks (the factory's) and keep_trailing_newline.
 @cache
 def _environment() -> jinja2.Environment:
+    # The archive's and the email's directories after ours: site.css, page.css, style.css.
+    loader = jinja2.ChoiceLoader(
+        [templating.loader(d) for d in ("templates/feeds", "templates/archive", "templates/email")]
+    )
     env = templating.environment(
-        templating.loader("templates/feeds"),
+        loader,
         autoescape=templating.by_extension("html"),
         keep_trailing_newline=True,
         auto_reload=False,
@@ -66,7 +74,22 @@ def render_index(
     return page.encode("utf-8")
 
 
+def render_feed_page(channel: Channel, entries: Sequence[Entry], tz: tzinfo) -> bytes:
+    """``{slug}/index.html``: the feed for a person: title, description, the three formats
+    with the address to copy, and the entries with their local dates and images."""
+    env = _environment()
+    page = env.get_template("feed.html").render(
+        channel=channel,
+        entries=entries,
+        media_types=MEDIA_TYPES,
+        format_names=FORMAT_NAMES,
+        localdate=lambda moment: local_date(moment, tz),
+        isodate=lambda moment: iso_date(moment, tz),
+    )
+    return page.encode("utf-8")
+
+
 @cache
-def render_xsl() -> bytes:
-    """feed.xsl, the stylesheet RSS and Atom files point to (the same bytes every build)."""
-    return _environment().get_template("feed.xsl").render().encode("utf-8")
+def render_stylesheet() -> bytes:
+    """``style.css`` of the feed pages: the same bytes as the archive's."""
+    return _environment().get_template("site.css").render().encode("utf-8")

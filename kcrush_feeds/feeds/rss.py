@@ -39,6 +39,9 @@ def render_rss(channel: Channel, entries: Sequence[Entry]) -> bytes:
         rel="self",
         type=MEDIA_TYPES["rss"],
     )
+    # WebSub (issue 13): the hub next to rel="self", which is the topic URL it announces.
+    if channel.hub:
+        sub(ch, f"{{{ATOM_NS}}}link", href=channel.hub, rel="hub")
     sub(ch, "language", channel.language)
     if entries:
         sub(ch, "lastBuildDate", rfc822(feed_updated(entries)))
