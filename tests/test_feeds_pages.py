@@ -1,15 +1,14 @@
-"""The pages next to the feeds (index.html, each feed's index.html) come from Jinja templates; their bytes
+"""The pages next to the feeds (index.html, each feed's page) come from Jinja templates; their bytes
 are pinned by golden files written by the earlier Python-string pages, so a change of template,
 of Jinja settings or of escaping shows up here (pytest --regen-golden rewrites them)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
-
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 from kcrush_feeds.feeds.entries import Channel, Listing, prepare_entry
 from kcrush_feeds.feeds.pages import render_feed_page, render_index
@@ -37,22 +36,25 @@ PAGES = {
         "T", "", "en", "feeds.opml?&'\"", "https://x/o&\"'", LISTINGS[1:]
     ),
     "feeds-feed-page.html": lambda: render_feed_page(
-        Channel(
-            "a", WEIRD, WEIRD, "https://x/", WEIRD, "en", {"rss": "https://x/a/rss.xml"}
-        ),
+        Channel("a", WEIRD, WEIRD, "https://x/", WEIRD, "en", {"rss": "https://x/a/rss.xml"}),
         [
             prepare_entry(
                 Record(
-                    "r1", "https://x/r1", WEIRD,
+                    "r1",
+                    "https://x/r1",
+                    WEIRD,
                     datetime(2026, 4, 26, 6, 30, tzinfo=UTC),  # 23:30 on the 25th in LA
-                    datetime(2026, 4, 26, 6, 30, tzinfo=UTC), ("c",), summary=WEIRD,
-                    image=Image("https://x/i.jpg", WEIRD), authors=("A",),
+                    datetime(2026, 4, 26, 6, 30, tzinfo=UTC),
+                    ("c",),
+                    summary=WEIRD,
+                    image=Image("https://x/i.jpg", WEIRD),
+                    authors=("A",),
                 ),
                 site_url="https://x/",
             )
         ],
         ZoneInfo("America/Los_Angeles"),
-    ),  # fmt: skip
+    ),
 }
 
 

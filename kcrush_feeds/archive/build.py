@@ -27,7 +27,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kcrush_feeds.archive.render import FEED_NAMES, STYLESHEET, ArchiveSite, Issue, Renderer, make_issue
+from kcrush_feeds.archive.render import (
+    FEED_NAMES,
+    STYLESHEET,
+    ArchiveSite,
+    Issue,
+    Renderer,
+    make_issue,
+)
 from kcrush_feeds.config import Config
 from kcrush_feeds.errors import ConfigError, FeedError, StoreError
 from kcrush_feeds.feeds.build import write_atomic
@@ -195,7 +202,9 @@ def build_archive(config: Config, store: Store, now: datetime) -> ArchiveReport:
                 if state.fresh(name, inputs, target):
                     report.unchanged.append(name)
                     return
-                pending.append((name, inputs, pool.submit(_write_if_changed, target, render()), feed_url))
+                pending.append(
+                    (name, inputs, pool.submit(_write_if_changed, target, render()), feed_url)
+                )
 
             for i, ref in enumerate(refs):
                 newer = refs[i - 1].period if i > 0 else None

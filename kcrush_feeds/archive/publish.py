@@ -24,7 +24,7 @@ class Published:
     pings: PingReport | None  # None without feeds.websub_hub
 
     def summary(self) -> str:
-        parts = [f"build: {self.feeds.summary()}"]
+        parts = [self.feeds.summary()]
         if self.archive is not None:
             parts.append(self.archive.summary())
         if self.pings is not None:

@@ -94,7 +94,9 @@ def make_issue(site: ArchiveSite, digest: Digest) -> Issue:
     start, _ = period_bounds(digest.period, site.tz)
     week_label = f"Week of {long_date(start, site.tz)}"
     titles = [item.title for item in digest.items]
-    description = " · ".join(titles[:3]) + (f" and {len(titles) - 3} more" if len(titles) > 3 else "")
+    description = " · ".join(titles[:3]) + (
+        f" and {len(titles) - 3} more" if len(titles) > 3 else ""
+    )
     lead = next((item for item in digest.items if item.image_url), None)
     return Issue(
         period=digest.period,

@@ -55,7 +55,9 @@ STATE_VERSION = 1
 _CACHE_ENTRIES = 20_000  # prepared entries kept for the feeds that share them
 _WRITERS = 4  # threads writing files
 _IN_FLIGHT = 32  # rendered files waiting to be written, at most
-_FEED_FILE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?/(?:rss\.xml|atom\.xml|feed\.json|index\.html)")
+_FEED_FILE_RE = re.compile(
+    r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?/(?:rss\.xml|atom\.xml|feed\.json|index\.html)"
+)
 
 
 @dataclass(frozen=True, slots=True)

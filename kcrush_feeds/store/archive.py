@@ -20,4 +20,6 @@ def sent_issues(store: Store) -> list[IssueRef]:
         " SELECT 1 FROM deliveries dl WHERE dl.digest_id = d.id AND dl.status = 'sent')"
         " ORDER BY d.period DESC"
     ).fetchall()
-    return [IssueRef(str(period), int(did), from_timestamp(created)) for period, did, created in rows]
+    return [
+        IssueRef(str(period), int(did), from_timestamp(created)) for period, did, created in rows
+    ]
