@@ -19,7 +19,10 @@ FIRST = datetime(2016, 1, 4, 17, 0, tzinfo=UTC)  # a Monday, 09:00 in Los Angele
 ITEMS = 8
 
 
-def issue_items(n: int, published: datetime) -> list[DigestItem]:
+IMAGES = "https://www.kcrush.com/img"
+
+
+def issue_items(n: int, published: datetime, images: str = IMAGES) -> list[DigestItem]:
     """``ITEMS`` items of issue ``n``: two sections, every other one with an image."""
     items = []
     for i in range(ITEMS):
@@ -32,7 +35,7 @@ def issue_items(n: int, published: datetime) -> list[DigestItem]:
                 published=published - timedelta(hours=3 * i),
                 excerpt=f"What happened in week {n}, in a few lines for story {i}.",
                 excerpt_html=f"<p>What happened in week {n}, in a few lines for story {i}.</p>",
-                image_url=None if i % 2 else f"https://www.kcrush.com/img/{n}-{i}.jpg",
+                image_url=None if i % 2 else f"{images}/{n}-{i}.jpg",
                 image_alt=f"Photo {i}",
                 category="K-Pop Interviews" if interview else "K-Pop Articles",
                 topics=("kpop-interviews",) if interview else ("kpop-articles",),
@@ -43,8 +46,11 @@ def issue_items(n: int, published: datetime) -> list[DigestItem]:
     return items
 
 
-def seed_issues(store: Store, count: int, *, first: datetime = FIRST) -> list[str]:
-    """``count`` sent weekly digests, one week apart from ``first``; their periods."""
+def seed_issues(
+    store: Store, count: int, *, first: datetime = FIRST, images: str = IMAGES
+) -> list[str]:
+    """``count`` sent weekly digests, one week apart from ``first``; their periods.
+    ``images``: where the items' image URLs point."""
     from zoneinfo import ZoneInfo
 
     tz = ZoneInfo("America/Los_Angeles")
@@ -69,7 +75,7 @@ def seed_issues(store: Store, count: int, *, first: datetime = FIRST) -> list[st
                     (item.category,),
                 )
                 for n, moment in issues
-                for item in issue_items(n, moment)
+                for item in issue_items(n, moment, images)
             ],
             source="bench",
             now=first,
@@ -79,7 +85,7 @@ def seed_issues(store: Store, count: int, *, first: datetime = FIRST) -> list[st
             period = period_of(moment, tz)
             since = int((moment - timedelta(weeks=1)).timestamp())
             digest_id = insert_digest(
-                store, period, int(moment.timestamp()), since, issue_items(n, moment)
+                store, period, int(moment.timestamp()), since, issue_items(n, moment, images)
             )
             periods.append(period)
             results.append(
