@@ -1,4 +1,4 @@
-"""``python -m bench [--size tiny|medium|full] [--only import,build,send,render] [--repeat N]``.
+"""``python -m bench [--size tiny|medium|full] [--only GROUP,...] [--repeat N]``.
 
 Generates the data (cached in ``--data-dir``), runs every measurement in a fresh
 subprocess ``--repeat`` times next to its baseline, and prints the table of medians,
@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.data import DATA_VERSION
 from bench.harness import Row, load, machine, notes, table
 
-GROUPS = ("import", "build", "send", "render")
+GROUPS = ("import", "build", "archive", "send", "render")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import builds
 
             rows += builds.rows(sizes.records, sizes.rebuild, data / "build", repeat)
+        elif group == "archive":
+            from bench import archives
+
+            rows += archives.rows(sizes.records, sizes.rebuild, data / "build", repeat)
         elif group == "send":
             from bench import sends
 

@@ -162,7 +162,7 @@ def test_issue_page_fits_1200_and_375_and_its_form_posts(
         assert len(m["images"]) == 4
         for img in m["images"]:
             assert (img["nw"], img["nh"]) == (640, 360)  # loaded
-            assert 0 <= img["left"] and img["right"] <= m["clientWidth"]
+            assert img["left"] >= 0 and img["right"] <= m["clientWidth"]
             assert abs(img["h"] / img["w"] - 360 / 640) < 0.02  # in its aspect ratio
             if width == 1200:
                 assert img["w"] == 160  # a thumbnail beside the text

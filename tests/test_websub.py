@@ -43,7 +43,7 @@ def hub() -> Iterator[Hub]:
     state = Hub("")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             assert self.headers["Content-Type"] == "application/x-www-form-urlencoded"
             state.pings.append(parse_qs(self.rfile.read(length).decode()))
