@@ -6,6 +6,8 @@ local date for one moment on the feed page, the archive page and in the email.""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -263,3 +265,20 @@ def test_the_atom_feed_is_rfc_4287_valid_with_a_hub(project: Project) -> None:
     feed = json.loads((root / "feed.json").read_bytes())
     assert feed["hubs"] == [{"type": "WebSub", "url": "https://hub.example/"}]
     assert not sorted(json_feed_validator().iter_errors(feed), key=str)
+
+
+@pytest.mark.skipif(
+    not os.environ.get("FEED_VALIDATOR"),
+    reason="set FEED_VALIDATOR to the "
+    "W3C feed validator command (it is not part of this repository)",
+)
+def test_w3c_feed_validator_on_the_archive_feeds(sent: Sent) -> None:
+    for name in ("rss.xml", "atom.xml"):
+        url = f"{ARCHIVE_BASE}/{name}"
+        done = subprocess.run(
+            [os.environ["FEED_VALIDATOR"], "--base", url, str(sent.archive_dir / name)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0 and "RESULT: OK" in done.stdout, done.stdout
