@@ -16,7 +16,8 @@ from pathlib import Path
 from bench.data import DATA_VERSION
 from bench.harness import Row, load, machine, notes, table
 
-GROUPS = ("import", "build", "archive", "send", "render")
+GROUPS = ("import", "build", "archive", "send", "render", "inbound")
+INBOUND = {"tiny": 300, "medium": 2_000, "full": 10_000}  # DSNs in the Maildir
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import renders
 
             rows += renders.rows(sizes.subscribers, data / "render", repeat)
+        elif group == "inbound":
+            from bench import inbound
+
+            rows += inbound.rows(INBOUND[args.size], data / "inbound", repeat)
     elapsed = time.perf_counter() - started
     text = (
         f"kcrush-feeds benchmarks, size {args.size}, median of {repeat} run(s)\n"

@@ -314,6 +314,66 @@ class SourceConfig(_Section):
         return self.name or self.url or str(self.path)
 
 
+class ImapConfig(_Section):
+    """``[bounces.imap]``: the mailbox ``inbound`` (no PATH) and ``schedule`` read."""
+
+    host: NonEmpty
+    port: int = Field(default=993, ge=1, le=65535)  # implicit TLS (IMAPS)
+    username: NonEmpty
+    password_env: EnvName = "KCRUSH_IMAP_PASSWORD"
+    folder: NonEmpty = "INBOX"
+    processed_folder: NonEmpty = "Processed"  # understood messages move here
+    ca_file: Path | None = None  # extra CA bundle (a private server); system CAs otherwise
+    timeout: Duration = timedelta(seconds=30)
+
+    def password(self) -> str:
+        """The password from the environment variable the file names."""
+        value = secret_from_env(self.password_env, "bounces.imap.password_env")
+        assert value is not None  # password_env is always set
+        return value
+
+
+class WebhooksConfig(_Section):
+    """``[bounces.webhooks]``: the relays' bounce and complaint webhooks on ``serve``."""
+
+    mailgun_signing_key_env: EnvName | None = None
+    postmark_username: str | None = None
+    postmark_password_env: EnvName | None = None
+    ses_topic_arn: str | None = None
+    ses_cert_file: Path | None = None  # the SNS signing certificate, pinned
+    max_age: Duration = timedelta(minutes=5)  # Mailgun timestamps older than this are stale
+
+    @model_validator(mode="after")
+    def _pairs(self) -> WebhooksConfig:
+        if (self.postmark_username is None) != (self.postmark_password_env is None):
+            raise ValueError("'postmark_username' and 'postmark_password_env' go together")
+        if self.ses_cert_file is not None and self.ses_topic_arn is None:
+            raise ValueError("'ses_cert_file' needs 'ses_topic_arn'")
+        return self
+
+
+class BouncesConfig(_Section):
+    """``[bounces]``: returned mail (see docs/bounces.md)."""
+
+    address: Mailbox | None = None  # envelope sender bounces+TOKEN@domain of each digest
+    unsubscribe_address: Mailbox | None = None  # the List-Unsubscribe mailto
+    soft_limit: int = Field(default=3, ge=1)  # soft bounces within soft_window suppress
+    soft_window: Duration = timedelta(days=30)
+    imap: ImapConfig | None = None
+    webhooks: WebhooksConfig = WebhooksConfig()
+
+    @field_validator("address")
+    @classmethod
+    def _short_local_part(cls, value: str | None) -> str | None:
+        # bounces+<token>: the token takes up to 51 octets of the 64 a local part may have.
+        if value is not None and len(parseaddr(value)[1].rpartition("@")[0]) > 12:
+            raise ValueError(
+                f"{value!r}: the local part must be at most 12 characters, to leave room "
+                "for the +TOKEN within the 64 an address allows (for example 'bounces@...')"
+            )
+        return value
+
+
 class Config(_Section):
     """The whole configuration. ``path`` is the file it came from."""
 
@@ -327,6 +387,7 @@ class Config(_Section):
     archive: ArchiveConfig | None = None
     schedule: ScheduleConfig = ScheduleConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
+    bounces: BouncesConfig | None = None
 
     @property
     def base_dir(self) -> Path:

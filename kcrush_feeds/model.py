@@ -255,6 +255,54 @@ class DeliveryCounts:
         return self.sent + self.deferred + self.failed
 
 
+# --- returned mail (bounces, complaints, unsubscribe requests) ----------------------------
+
+MailKind = Literal["hard", "soft", "complaint", "unsubscribe"]
+MailEffect = Literal["bounced", "unsubscribed", "counted", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class MailEvent:
+    """One outcome to record: about which delivery, what, when, and from where."""
+
+    key: str  # idempotency key: "hard:DIGEST:SUBSCRIBER" and the like
+    digest_id: int | None
+    subscriber_id: int
+    kind: MailKind
+    reported_at: datetime
+    source: str  # mail, mailgun, postmark, ses
+    status_code: str = ""
+    diagnostic: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What recording an event did."""
+
+    effect: MailEffect
+    duplicate: bool = False  # already recorded: nothing changed
+    missing: bool = False  # the subscriber no longer exists: nothing recorded
+    note: str = ""  # why an event changed no status
+
+
+@dataclass(frozen=True, slots=True)
+class DigestOutcomes:
+    """Per digest: deliveries next to what came back about them."""
+
+    period: str
+    sent: int
+    deferred: int
+    failed: int
+    hard: int
+    soft: int
+    complaints: int
+    unsubscribes: int
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.complaints / self.sent if self.sent else 0.0
+
+
 # --- the archive -------------------------------------------------------------------------
 
 

@@ -128,6 +128,7 @@ def main(ctx: click.Context, config_option: str | None, verbose: int, quiet: boo
 def _register() -> None:
     from kcrush_feeds.cli.commands import (
         build,
+        inbound,
         init,
         preview,
         records,
@@ -148,6 +149,7 @@ def _register() -> None:
         send.send,
         serve.serve,
         schedule.schedule,
+        inbound.inbound,
     ):
         main.add_command(command)
 

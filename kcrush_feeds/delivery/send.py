@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Protocol
 
@@ -53,6 +54,7 @@ from kcrush_feeds.store import deliveries
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.store.digests import completion, load_digest, mark_done
 from kcrush_feeds.subscriptions.subscribers import iter_subscribers
+from kcrush_feeds.tokens import sign_delivery, verp_sender
 from kcrush_feeds.weeks import period_of
 
 log = logging.getLogger("kcrush_feeds.delivery.send")
@@ -131,6 +133,7 @@ async def deliver(
     now: datetime,
     stop: asyncio.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    envelope: Callable[[Outgoing], str] | None = None,
 ) -> Tally:
     """Send ``messages`` (None = a subscriber with nothing to get: counted as skipped)
     through a pool of ``settings.concurrency`` connections, recording each result.
@@ -138,7 +141,7 @@ async def deliver(
     ``messages`` is consumed lazily: it may compose as it goes. Setting ``stop`` lets the
     messages in flight finish and be recorded; the rest stay pending for the next run.
     Raises ``DeliveryError`` for a problem no retry can fix (after recording what was
-    already answered).
+    already answered). ``envelope`` gives each message its own envelope sender (VERP).
     """
     stop = stop or asyncio.Event()
     tally = Tally()
@@ -187,7 +190,11 @@ async def deliver(
                 tally.left += 1
                 continue
             try:
-                result = await pool.send(message.recipient, message.data)
+                result = await pool.send(
+                    message.recipient,
+                    message.data,
+                    sender=envelope(message) if envelope is not None else None,
+                )
             except SmtpUnavailable as e:
                 tally.unavailable = e.message
                 tally.left += 1
@@ -352,6 +359,7 @@ def _send(
         for pending in deliveries.iter_pending(store, digest.id)
     )
     sender = config.require_digest().from_addr
+    envelope = verp_envelope(config, digest.id)
 
     async def run() -> Tally:
         stop = asyncio.Event()
@@ -377,6 +385,7 @@ def _send(
                     now=now,
                     stop=stop,
                     progress=progress,
+                    envelope=envelope,
                 )
         finally:
             restore()
@@ -405,6 +414,21 @@ def _send(
         note=note,
         failures=tuple(tally.failures),
     )
+
+
+def verp_envelope(config: Config, digest_id: int) -> Callable[[Outgoing], str] | None:
+    """With ``[bounces] address``: each message's envelope sender names its delivery
+    (``bounces+TOKEN@domain``, signed), so what comes back is tied to it. Else None."""
+    bounces = config.bounces
+    if bounces is None or bounces.address is None:
+        return None
+    address = parseaddr(bounces.address)[1]
+    secret = config.require_subscriptions().secret()
+
+    def envelope(message: Outgoing) -> str:
+        return verp_sender(address, sign_delivery(secret, digest_id, message.subscriber_id))
+
+    return envelope
 
 
 def _on_signal(name: str) -> None:

@@ -219,9 +219,10 @@ class SmtpPool:
 
     # --- sending -------------------------------------------------------------------------
 
-    async def send(self, recipient: str, data: bytes) -> SendResult:
+    async def send(self, recipient: str, data: bytes, *, sender: str | None = None) -> SendResult:
         """Deliver ``data`` (RFC 5322 bytes, CRLF) to ``recipient``, retrying temporary
-        failures with backoff. Returns as soon as the outcome is known."""
+        failures with backoff. Returns as soon as the outcome is known. ``sender``: this
+        message's envelope sender (a VERP address), instead of the pool's."""
         attempts = 0
         while True:
             attempts += 1
@@ -230,7 +231,7 @@ class SmtpPool:
             await self._limiter.acquire()
             slot = await self._slots.get()
             try:
-                failure = await self._attempt(slot, recipient, data)
+                failure = await self._attempt(slot, recipient, data, sender or self.sender)
             finally:
                 self._slots.put_nowait(slot)
             if isinstance(failure, str):
@@ -250,15 +251,15 @@ class SmtpPool:
         """Seconds to wait before retry number ``attempt`` (1, 2, ...): doubling, capped."""
         return float(min(self.settings.retry_delay * 2 ** (attempt - 1), MAX_BACKOFF))
 
-    async def _attempt(self, slot: _Slot, recipient: str, data: bytes) -> _Failure | str:
+    async def _attempt(
+        self, slot: _Slot, recipient: str, data: bytes, sender: str
+    ) -> _Failure | str:
         """One transaction on ``slot``: the server's reply when it accepted the message."""
         client = await self._ready(slot)
         options = [] if recipient.isascii() else ["SMTPUTF8"]
         slot.dirty = True
         try:
-            errors, reply = await client.sendmail(
-                self.sender, [recipient], data, mail_options=options
-            )
+            errors, reply = await client.sendmail(sender, [recipient], data, mail_options=options)
         except SMTPRecipientsRefused as e:
             refused = e.recipients[0] if e.recipients else None
             slot.dirty = False  # aiosmtplib sent RSET already
@@ -268,7 +269,7 @@ class SmtpPool:
         except SMTPSenderRefused as e:
             if e.code >= 500:
                 raise DeliveryError(
-                    f"the SMTP server refused the sender {self.sender}: {e.code} {e.message}",
+                    f"the SMTP server refused the sender {sender}: {e.code} {e.message}",
                     hint="check digest.from, smtp.tls and smtp.username: what the server "
                     "requires before it accepts mail",
                 ) from e

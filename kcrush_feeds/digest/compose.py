@@ -190,6 +190,12 @@ class DigestComposer:
         self._host = site_host
         from_name, from_addr = parseaddr(settings.from_addr)
         self._from_domain = from_addr.rpartition("@")[2] or site_host
+        bounces = config.bounces
+        self._unsubscribe_mailto = (
+            parseaddr(bounces.unsubscribe_address)[1]
+            if bounces is not None and bounces.unsubscribe_address
+            else f"unsubscribe@{self._from_domain}"
+        )
         list_id = settings.list_id or (
             f"{config.site.title} Weekly <weekly.{site_host.removeprefix('www.')}>"
         )
@@ -344,8 +350,8 @@ class DigestComposer:
                 b"Message-ID: " + message_id.encode("ascii") + b"\r\n",
                 self._list_id,
                 b"List-Unsubscribe: <" + links["unsubscribe_url"].encode("ascii") + b">,\r\n"
-                b" <mailto:unsubscribe@"
-                + self._from_domain.encode("ascii")
+                b" <mailto:"
+                + self._unsubscribe_mailto.encode("ascii")
                 + b"?subject=unsubscribe-"
                 + token.encode("ascii")
                 + b">\r\n",

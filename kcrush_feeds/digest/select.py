@@ -22,8 +22,8 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
+from kcrush_feeds.catalogue import Catalogue
 from kcrush_feeds.config import Config
-from kcrush_feeds.digest.sections import Catalogue
 from kcrush_feeds.model import Digest, DigestItem
 from kcrush_feeds.sanitize import sanitize_html
 from kcrush_feeds.store import digests as store_digests

@@ -48,6 +48,10 @@ class ConfiguredJobs:
             from kcrush_feeds.archive.publish import publish  # lazy, as in the build command
 
             built = publish(self.config, store, now)
+            # Returned mail: the [bounces.imap] mailbox is read on every build tick.
+            from kcrush_feeds.inbound.run import poll_configured
+
+            poll_configured(self.config, store, now)
         if built.pings is not None:
             for topic, why in built.pings.failed:  # a warning: the next build pings again
                 log.warning("websub: %s: %s: %s", built.pings.hub, topic, why)

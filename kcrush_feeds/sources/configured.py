@@ -1,12 +1,12 @@
 """Import from the configured sources (WordPress sites, feeds, record files), incrementally.
 
 Each source has a row in the ``sources`` table (migration 0004): its cursor (WordPress: the
-newest ``modified_gmt`` seen), the ETag and Last-Modified of a feed, when it last
-succeeded and the last error. ``import_sources`` is what ``schedule`` calls before every
-build and what ``import`` calls for ``--wordpress`` and feed URLs: one failing source is
-reported and never stops the others.
+newest ``modified_gmt`` seen, see ``wordpress_sync``), the ETag and Last-Modified of a
+feed, when it last succeeded and the last error. ``import_sources`` is what ``schedule``
+calls before every build and what ``import`` calls for ``--wordpress`` and feed URLs: one
+failing source is reported and never stops the others.
 
-Withdrawal: after a complete ``full`` re-read of a WordPress site, records of that source
+Withdrawal: after a ``full`` re-read of a WordPress site verified whole, records of that source
 that the site no longer lists are marked ``records.withdrawn = 1`` (never deleted), and so
 are posts the site reports with a status other than publish/future. A record that comes
 back is un-withdrawn. Feeds are windows onto the newest entries, so an entry missing from
@@ -28,7 +28,8 @@ from kcrush_feeds.records.importer import ImportReport, Problem, import_files, i
 from kcrush_feeds.records.normalize import normalize
 from kcrush_feeds.sources.feed import parse_feed
 from kcrush_feeds.sources.http import MB, HttpClient, HttpSettings
-from kcrush_feeds.sources.wordpress import CURSOR_OVERLAP, WordPressSite, format_utc, parse_gmt
+from kcrush_feeds.sources.wordpress import WordPressSite, format_utc, parse_gmt
+from kcrush_feeds.sources.wordpress_sync import next_cursor, sync_plan
 from kcrush_feeds.store import records as store_records
 from kcrush_feeds.store import sources as store_sources
 from kcrush_feeds.store.db import Store
@@ -50,6 +51,8 @@ class SourceReport:
     restored: int = 0
     cursor: str | None = None
     error: str | None = None
+    incomplete: str | None = None  # a full re-read that withdrew nothing, and why
+    urls: tuple[str, ...] = ()  # the requests made (WordPress)
 
     @property
     def ok(self) -> bool:
@@ -74,6 +77,8 @@ class SourceReport:
             text += f", {self.withdrawn} withdrawn"
         if self.restored:
             text += f", {self.restored} restored"
+        if self.incomplete:
+            text += f"; nothing withdrawn: {self.incomplete}"
         return text
 
 
@@ -177,49 +182,68 @@ def _import_wordpress(
     if source.username is not None:
         password = secret_from_env(source.password_env, f"sources ({source.label}).password_env")
         auth = (source.username, password or "")
-    site = WordPressSite(client, source.location, auth=auth)
-    cursor = None if full else parse_gmt(state.cursor)
-    newest = parse_gmt(state.cursor)
-    after = None if cursor is None else cursor - CURSOR_OVERLAP
+    site = WordPressSite(client, source.location, auth=auth, credentials=_credential_keys(source))
+    saved = parse_gmt(state.cursor)
+    if saved is not None and saved > now:
+        # Older versions took the cursor from a post created scheduled (its modified date
+        # is its future publish date): from there on no change would be asked for.
+        log.warning(
+            "%s: the saved cursor %s is in the future; reading every post once",
+            source.label,
+            state.cursor,
+        )
+        saved = None
+    plan = sync_plan(None if full else saved)
     report = ImportReport()
+    done: set[int] = set()  # posts already handled this run (the listings overlap)
     seen: set[str] = set()
     fetched = pages = withdrawn = restored = 0
-    for page in site.posts(modified_after=after):
-        pages += 1
-        batch: list[tuple[str, int | None, Record]] = []
-        gone: list[str] = []
-        for post in page.posts:
-            fetched += 1
-            if post.raw is None:
-                gone.append(post.record_id)
-                continue
-            seen.add(post.record_id)
-            record = _normalise(f"{source.label} post {post.wp_id}", post.raw, config, report)
-            if record is not None:
-                batch.append((source.key, None, record))
-        restored += _store(store, source, batch, now, report)
-        with store.transaction():
-            withdrawn += store_records.set_withdrawn(store, gone, withdrawn=True)
-        if page.newest_modified is not None and (newest is None or page.newest_modified > newest):
-            newest = page.newest_modified
-        if page.total_pages > 1:
-            log.info("%s: page %d of %d stored", source.label, page.page, page.total_pages)
-        # Saved after every stored page (oldest edits first), so an interrupted run resumes
-        # where it stopped instead of starting over.
-        store_sources.save(store, source, now, cursor=format_utc(newest) if newest else None)
-    if not site.complete:
-        # Posts were deleted (or the count changed) while we paged: some may have shifted
-        # onto a page already read. Ask again from the old cursor next time, and withdraw
-        # nothing on the strength of an incomplete listing.
+    answered: datetime | None = None  # the server's Date of the first reply
+    newest: datetime | None = None
+    incomplete: str | None = None
+    for listing in plan.listings:
+        for page in site.posts(**listing):
+            pages += 1
+            if answered is None:
+                answered = min(page.answered or now, now)
+            candidate = page.newest_modified(answered)
+            if candidate is not None and (newest is None or candidate > newest):
+                newest = candidate
+            batch: list[tuple[str, int | None, Record]] = []
+            gone: list[str] = []
+            for post in page.posts:
+                if post.wp_id in done:
+                    continue
+                done.add(post.wp_id)
+                fetched += 1
+                if post.raw is None:
+                    gone.append(post.record_id)
+                    continue
+                seen.add(post.record_id)
+                record = _normalise(f"{source.label} post {post.wp_id}", post.raw, config, report)
+                if record is not None:
+                    batch.append((source.key, None, record))
+            restored += _store(store, source, batch, now, report)
+            with store.transaction():
+                withdrawn += store_records.set_withdrawn(store, gone, withdrawn=True)
+            if page.total_pages > 1:
+                log.info("%s: page %d of %d stored", source.label, page.page, page.total_pages)
+        incomplete = incomplete or site.incomplete
+    cursor = next_cursor(saved, newest, answered or now, complete=incomplete is None)
+    if incomplete is not None:
+        # Some posts may not have been listed: ask again from the old cursor next time,
+        # and withdraw nothing on the strength of an incomplete listing.
         log.warning(
-            "%s: the site changed while it was read; the next import reads this window again",
+            "%s: the listing was not whole (%s): nothing withdrawn, the cursor is kept, "
+            "and the next import reads this window again",
             source.label,
+            incomplete,
         )
-        previous = state.cursor
-        store_sources.save(store, source, now, cursor=previous)
-        newest = parse_gmt(previous)
     elif full:
         withdrawn += _withdraw_absent(store, source, seen)
+    # Saved once the listings are read whole: the pages come in id order, so the newest
+    # change of the first pages says nothing about the posts still to come.
+    store_sources.save(store, source, now, cursor=format_utc(cursor) if cursor else None)
     return SourceReport(
         source,
         fetched=fetched,
@@ -228,8 +252,16 @@ def _import_wordpress(
         report=report,
         withdrawn=withdrawn,
         restored=restored,
-        cursor=format_utc(newest) if newest else None,
+        cursor=format_utc(cursor) if cursor else None,
+        incomplete=incomplete if full else None,
+        urls=tuple(site.urls),
     )
+
+
+def _credential_keys(source: Source) -> str:
+    """Where the credentials come from, by config key (for "not accepted" errors)."""
+    where = f'[[sources]] "{source.label}"'
+    return f'{where}: username = "{source.username}", password_env = "{source.password_env}"'
 
 
 def _import_feed(

@@ -2,12 +2,15 @@
 
 What is asked, page by page (``X-WP-TotalPages`` says how many)::
 
-    GET {site}/wp-json/wp/v2/posts?per_page=100&page=N&orderby=modified&order=asc
-        &_embed=author,wp:term,wp:featuredmedia[&modified_after=...]
+    GET {site}/wp-json/wp/v2/posts?per_page=100&page=N&orderby=id&order=asc
+        &_embed=author,wp:term,wp:featuredmedia[&modified_after=...|&after=...]
 
-Oldest edit first, so a post edited while we page moves to the end and is read again
-rather than skipped, and the cursor (the newest ``modified_gmt`` seen) can be saved after
-every page. Category ids that ``_embedded`` lacks are resolved through
+In post id order: the id is unique, so no two pages share a post. WordPress sorts
+``orderby=modified`` (or ``date``) on that column alone, and a Bulk Edit gives 150 posts a
+few shared seconds that MySQL returns in a different order for each page: pages then
+overlap and posts are never listed. ``posts()`` also checks that the listing came back
+whole (every id once, as many as ``X-WP-Total``) and says why when it did not
+(``incomplete``). Category ids that ``_embedded`` lacks are resolved through
 ``/wp-json/wp/v2/categories?include=...``.
 
 A post becomes a raw record (the same dict a JSONL line would give) for
@@ -27,16 +30,20 @@ A post becomes a raw record (the same dict a JSONL line would give) for
 
 from __future__ import annotations
 
+import email.utils
 import json
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from kcrush_feeds.sources.http import FetchError, HttpClient, Response
 from kcrush_feeds.text import plain_text
+
+log = logging.getLogger("kcrush_feeds.sources.wordpress")
 
 PER_PAGE = 100  # the most WordPress allows
 EMBED = "author,wp:term,wp:featuredmedia"
@@ -44,10 +51,22 @@ LIVE_STATUSES = frozenset({"publish", "future"})  # "future": stored, shown when
 # With credentials we ask for every status a reader of the site could once have seen, so a
 # post unpublished, made private or trashed is reported and withdrawn.
 ALL_STATUSES = "publish,future,draft,pending,private,trash"
-# WordPress may compare modified_after with the site-local post_modified column, so we ask
-# from this much before the cursor: no edit is missed whatever the site's time zone (UTC-12
-# to UTC+14). The overlap costs a few unchanged posts, recognised by their fingerprint.
-CURSOR_OVERLAP = timedelta(hours=14)
+# What WordPress answers when it will not show the statuses (or the edit context) asked for.
+# A wrong application password is no login at all, so with credentials configured these
+# mean the site did not accept them: 6.1 wraps the status sanitizer's refusal in a
+# ``400 rest_invalid_param`` naming the ``status`` parameter.
+_REFUSED_CODES = frozenset(
+    {
+        "rest_forbidden_status",
+        "rest_forbidden_context",
+        "incorrect_password",
+        "invalid_username",
+        "invalid_email",
+        "application_passwords_disabled",
+        "rest_not_logged_in",
+    }
+)
+_REFUSED_PARAMS = frozenset({"status", "context"})
 _MORE_RE = re.compile(r"\s*\[(?:…|&hellip;|\.\.\.)\]\s*$")
 
 
@@ -77,10 +96,15 @@ class PostPage:
     total: int | None
     posts: tuple[Post, ...]
     url: str
+    answered: datetime | None = None  # the reply's ``Date`` header
 
-    @property
-    def newest_modified(self) -> datetime | None:
-        dates = [p.modified for p in self.posts if p.modified is not None]
+    def newest_modified(self, until: datetime) -> datetime | None:
+        """The newest ``modified_gmt`` not after ``until``.
+
+        A post created scheduled carries its future publish date as its modified date:
+        taking it as the cursor would skip every change until that date.
+        """
+        dates = [p.modified for p in self.posts if p.modified is not None and p.modified <= until]
         return max(dates) if dates else None
 
 
@@ -94,18 +118,24 @@ def api_root(site: str) -> str:
 
 
 def posts_params(
-    page: int, modified_after: datetime | None, *, every_status: bool = False
+    page: int,
+    modified_after: datetime | None = None,
+    *,
+    published_after: datetime | None = None,
+    every_status: bool = False,
 ) -> dict[str, str | int]:
     """The query of one page of posts (documented in docs/sources.md)."""
     params: dict[str, str | int] = {
         "per_page": PER_PAGE,
         "page": page,
-        "orderby": "modified",
+        "orderby": "id",  # unique: see the module docstring
         "order": "asc",
         "_embed": EMBED,
     }
     if modified_after is not None:
         params["modified_after"] = format_utc(modified_after)
+    if published_after is not None:
+        params["after"] = format_utc(published_after)
     if every_status:
         params["status"] = ALL_STATUSES
     return params
@@ -126,48 +156,85 @@ def parse_gmt(value: object) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP ``Date`` header as an aware UTC datetime (None when absent or unreadable)."""
+    if not value:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 class WordPressSite:
     """The REST API of one site, read through ``client``."""
 
     def __init__(
-        self, client: HttpClient, site: str, *, auth: tuple[str, str] | None = None
+        self,
+        client: HttpClient,
+        site: str,
+        *,
+        auth: tuple[str, str] | None = None,
+        credentials: str = "the configured username and password",
     ) -> None:
+        """``credentials`` names where ``auth`` comes from, for the error if it is refused."""
         self.client = client
         self.auth = auth
+        self.credentials = credentials
         self.site = site
         self.root = api_root(site)
         self.host = urlsplit(self.root).hostname or "site"
         self.requests = 0
-        self.complete = False  # after posts(): True if the listing was read whole and stable
+        self.urls: list[str] = []  # every request made, in order
+        # After posts(): None if the listing was read whole, else why it was not.
+        self.incomplete: str | None = "not read yet"
         self._categories: dict[int, str] = {}
 
-    def posts(self, *, modified_after: datetime | None = None) -> Iterator[PostPage]:
-        """Every page of posts modified after ``modified_after`` (all posts when None).
+    @property
+    def complete(self) -> bool:
+        return self.incomplete is None
+
+    def posts(
+        self,
+        *,
+        modified_after: datetime | None = None,
+        published_after: datetime | None = None,
+    ) -> Iterator[PostPage]:
+        """Every page of posts modified (or published) after the time given; all when None.
 
         Pages are followed by ``X-WP-TotalPages``; a site (or proxy) that drops the
-        ``X-WP-*`` headers is paged until a short page. Afterwards ``complete`` says
-        whether the listing was read whole while ``X-WP-Total`` stayed the same.
+        ``X-WP-*`` headers is paged until a short page. Afterwards ``incomplete`` is None
+        when the listing is known whole: every page read, each post id listed once, and
+        as many posts as ``X-WP-Total`` said, a count that stayed the same on every page.
         """
         url = f"{self.root}/wp/v2/posts"
         page = 1
         total_pages = 1
         first_total: int | None = None
-        stable = True
-        read = 0
-        self.complete = False
+        changed: str | None = None
+        seen: set[int] = set()
+        twice: list[int] = []
+        self.incomplete = "the listing was not read to the end"
         while page <= total_pages:
+            params = posts_params(
+                page,
+                modified_after,
+                published_after=published_after,
+                every_status=self.auth is not None,
+            )
             try:
-                response = self._get(
-                    url, posts_params(page, modified_after, every_status=self.auth is not None)
-                )
+                response = self._get(url, params)
             except FetchError as e:
                 if page > 1 and e.status == 400 and b"rest_post_invalid_page_number" in e.body:
                     # A page past the end: without headers that is the normal end; with
                     # them, posts were deleted while we paged and what shifted onto pages
                     # already read was missed.
-                    self.complete = first_total is None and stable
+                    self.incomplete = _verdict(first_total, changed, seen, twice, headers=False)
+                    if first_total is not None and self.incomplete is None:
+                        self.incomplete = f"page {page} of {total_pages} no longer exists"
                     return
-                raise _explain(e) from e
+                raise self._explain(e) from e
             items = self._json_list(response)
             total = _int_header(response, "x-wp-total")
             pages = _int_header(response, "x-wp-totalpages")
@@ -176,16 +243,26 @@ class WordPressSite:
             total_pages = more if pages is None else pages
             if page == 1:
                 first_total = total
-            elif total != first_total:
-                stable = False  # the collection changed under us
-            read += len(items)
+            elif total != first_total and changed is None:
+                changed = f"X-WP-Total changed from {first_total} to {total}"
             missing = {cid for item in items for cid in _missing_category_ids(item)}
             if missing:
                 self._resolve_categories(missing)
             posts = tuple(self._post(item, response.url) for item in items)
-            yield PostPage(page, max(total_pages, page), total, posts, response.url)
+            for post in posts:
+                if post.wp_id in seen:
+                    twice.append(post.wp_id)
+                seen.add(post.wp_id)
+            yield PostPage(
+                page,
+                max(total_pages, page),
+                total,
+                posts,
+                response.url,
+                http_date(response.header("date")),
+            )
             page += 1
-        self.complete = stable and (first_total is None or read == first_total)
+        self.incomplete = _verdict(first_total, changed, seen, twice, headers=True)
 
     # --- one post -------------------------------------------------------------------
 
@@ -243,8 +320,28 @@ class WordPressSite:
 
     def _get(self, url: str, params: Mapping[str, str | int]) -> Response:
         self.requests += 1
+        self.urls.append(f"{url}?{urlencode(params, safe=',:')}")
+        log.debug("GET %s", self.urls[-1])
         return self.client.get(
             url, params=params, headers={"Accept": "application/json"}, auth=self.auth
+        )
+
+    def _explain(self, error: FetchError) -> FetchError:
+        """``_explain``, and with credentials a refusal of them said in so many words."""
+        explained = _explain(error)
+        if self.auth is None or not _refuses_credentials(error):
+            return explained
+        return FetchError(
+            error.url,
+            f"the site did not accept the credentials ({self.credentials}); "
+            f"WordPress says {explained.reason}",
+            status=error.status,
+            body=error.body,
+            hint="WordPress treats a wrong username or application password as no login "
+            "at all, and then refuses to list unpublished posts. Check the user name and "
+            "the application password (Users > Profile > Application Passwords) held in "
+            "that environment variable. WordPress offers application passwords only over "
+            "https (or on a site whose WP_ENVIRONMENT_TYPE is 'local')",
         )
 
     def _json_list(self, response: Response) -> list[dict[str, Any]]:
@@ -280,17 +377,55 @@ class WordPressSite:
 # --- helpers ------------------------------------------------------------------------------
 
 
+def _verdict(
+    total: int | None, changed: str | None, seen: set[int], twice: list[int], *, headers: bool
+) -> str | None:
+    """Why a listing cannot be trusted to be whole, or None when it can."""
+    if changed is not None:
+        return f"{changed} while the pages were read"
+    if twice:
+        shown = ", ".join(map(str, twice[:5])) + (" ..." if len(twice) > 5 else "")
+        return (
+            f"post {twice[0]} was listed twice ({len(twice)} repeats: {shown}); "
+            "the site does not page in a stable order"
+        )
+    if headers and total is not None and len(seen) != total:
+        return f"X-WP-Total said {total} posts but {len(seen)} were listed"
+    return None
+
+
+def _wordpress_error(body: bytes) -> tuple[str, str, set[str]]:
+    """WordPress's ``{"code", "message", "data": {"params"}}`` from an error body."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "", "", set()
+    if not isinstance(data, dict) or not isinstance(data.get("code"), str):
+        return "", "", set()
+    extra = data.get("data")
+    params = extra.get("params") if isinstance(extra, dict) else None
+    names = set(params) if isinstance(params, dict) else set()
+    return data["code"], plain_text(str(data.get("message", ""))), names
+
+
+def _refuses_credentials(error: FetchError) -> bool:
+    """A 400/401/403 about ``status`` or ``context`` (or the login itself)."""
+    if error.status not in (400, 401, 403):
+        return False
+    code, message, params = _wordpress_error(error.body)
+    if code in _REFUSED_CODES or params & _REFUSED_PARAMS:
+        return True
+    if code == "rest_invalid_param" and any(f" {p}" in message for p in _REFUSED_PARAMS):
+        return True
+    return error.status == 401  # the login was refused, whatever the plugin calls it
+
+
 def _explain(error: FetchError) -> FetchError:
     """Add WordPress's own error (``{"code", "message"}``) and a hint to an HTTP error."""
     if error.status is None:
         return error
-    detail = ""
-    try:
-        body = json.loads(error.body)
-        if isinstance(body, dict) and isinstance(body.get("code"), str):
-            detail = f" ({body['code']}: {plain_text(str(body.get('message', '')))})"
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        pass
+    code, message, _ = _wordpress_error(error.body)
+    detail = f" ({code}: {message})" if code else ""
     hints = {
         401: "the REST API asks for a login: a security plugin may restrict it",
         403: "the REST API is forbidden: a security plugin or firewall may block it",

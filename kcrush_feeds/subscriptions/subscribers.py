@@ -19,7 +19,7 @@ from typing import Any, Literal, TextIO, get_args
 
 from email_validator import EmailNotValidError, validate_email
 
-from kcrush_feeds.digest.sections import Catalogue
+from kcrush_feeds.catalogue import Catalogue
 from kcrush_feeds.errors import InputError, UsageError
 from kcrush_feeds.model import Subscriber, email_key
 from kcrush_feeds.records.importer import Problem

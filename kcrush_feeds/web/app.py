@@ -42,6 +42,7 @@ from kcrush_feeds.web.preferences import Preferences
 from kcrush_feeds.web.service import Clock, Service
 from kcrush_feeds.web.subscribe import Subscribe
 from kcrush_feeds.web.unsubscribe import Unsubscribe
+from kcrush_feeds.web.webhooks import Webhooks, webhook_routes
 
 log = logging.getLogger("kcrush_feeds.web.app")
 
@@ -92,6 +93,8 @@ def create_app(
         Route("/preferences", preferences.get, methods=["GET"]),
         Route("/preferences", preferences.post, methods=["POST"]),
     ]
+    # Returned mail: the relays' bounce and complaint webhooks (see web/webhooks.py).
+    routes += webhook_routes(Webhooks(config, service.db, now))
     return Starlette(
         routes=routes,
         middleware=guards.middleware(service.settings),

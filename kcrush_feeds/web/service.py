@@ -24,8 +24,8 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 
 from kcrush_feeds import tokens
+from kcrush_feeds.catalogue import Catalogue
 from kcrush_feeds.config import Config, SubscriptionsConfig
-from kcrush_feeds.digest.sections import Catalogue
 from kcrush_feeds.model import Subscriber
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions import subscribers

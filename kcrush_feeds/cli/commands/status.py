@@ -10,6 +10,7 @@ import click
 from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.delivery.lock import holder
 from kcrush_feeds.store import records as store_records
+from kcrush_feeds.store.bounces import digest_outcomes
 from kcrush_feeds.store.digests import last_digests
 from kcrush_feeds.store.sources import list_states
 from kcrush_feeds.subscriptions.subscribers import count_by_status
@@ -42,6 +43,7 @@ def status(app: App, as_json: bool) -> None:
     info.update(_digest_status(app))
     info.update(_sources_status(app))
     info.update(_send_status(app))
+    info.update(_returned_mail_status(app))
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False, indent=2))
         return
@@ -56,6 +58,7 @@ def status(app: App, as_json: bool) -> None:
             click.echo(f"  {c['name']:<{width}}  {c['records']:>6}  newest {c['newest'][:10]}")
     _show_digest_status(info)
     _show_send_status(info)
+    _show_returned_mail(info)
     _show_sources_status(info)
 
 
@@ -141,3 +144,46 @@ def _show_sources_status(info: dict[str, Any]) -> None:
         if src["last_error"]:
             error = src["last_error"].replace("\n", "\n    ")
             click.echo(f"    last error: {error}")
+
+
+COMPLAINT_RATE_WARNING = 0.001  # 0.1%: Gmail and Yahoo act at 0.3%; warn well before
+
+
+def _returned_mail_status(app: App) -> dict[str, Any]:
+    """Per digest: deliveries next to the bounces, complaints and unsubscribes they got."""
+    digests = []
+    warnings = []
+    for d in digest_outcomes(app.store):
+        digests.append(
+            {
+                "period": d.period,
+                "sent": d.sent,
+                "deferred": d.deferred,
+                "failed": d.failed,
+                "hard_bounces": d.hard,
+                "soft_bounces": d.soft,
+                "complaints": d.complaints,
+                "unsubscribes": d.unsubscribes,
+                "complaint_rate": round(d.complaint_rate, 6),
+            }
+        )
+        if d.complaint_rate > COMPLAINT_RATE_WARNING:
+            warnings.append(
+                f"digest {d.period}: complaint rate {d.complaint_rate:.2%} "
+                f"({d.complaints} of {d.sent}) is over {COMPLAINT_RATE_WARNING:.1%}"
+            )
+    return {"digests": digests, "warnings": warnings}
+
+
+def _show_returned_mail(info: dict[str, Any]) -> None:
+    if not info["digests"]:
+        return
+    click.echo("digests:")
+    for d in info["digests"]:
+        click.echo(
+            f"  {d['period']}: sent {d['sent']}, deferred {d['deferred']}, failed {d['failed']}; "
+            f"bounces {d['hard_bounces']} hard, {d['soft_bounces']} soft; "
+            f"complaints {d['complaints']}; unsubscribes {d['unsubscribes']}"
+        )
+    for line in info["warnings"]:
+        click.echo(f"warning: {line}")

@@ -9,9 +9,9 @@ from pathlib import Path
 import click
 
 from kcrush_feeds import clock
+from kcrush_feeds.catalogue import Catalogue
 from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.cli.output import show_problems
-from kcrush_feeds.digest.sections import Catalogue
 from kcrush_feeds.subscriptions.subscribers import (
     STATUSES,
     Status,

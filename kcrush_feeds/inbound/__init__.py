@@ -1,0 +1,1 @@
+"""Returned mail: reading mailboxes, classifying bounces, complaints, unsubscribes."""

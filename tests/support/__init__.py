@@ -1,0 +1,1 @@
+"""Helpers the tests share: projects, servers, checkers. No test module imports another."""
