@@ -182,6 +182,7 @@ class FeedsConfig(_Section):
     categories: list[CategoryConfig] = Field(default_factory=list)
     # WebSub (W3C): feeds name this hub, and ``build`` pings it for the feeds it changed.
     websub_hub: AbsoluteUrl | None = None
+    templates_dir: Path | None = None  # overrides for the built-in templates/feeds pages
 
     @model_validator(mode="after")
     def _unique(self) -> FeedsConfig:

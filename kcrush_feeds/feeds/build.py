@@ -35,11 +35,16 @@ from pathlib import Path
 from typing import Any
 
 from kcrush_feeds.config import Config
-from kcrush_feeds.errors import FeedError, StoreError
+from kcrush_feeds.errors import ConfigError, FeedError, StoreError
 from kcrush_feeds.feeds.entries import Channel, Entry, Listing, prepare_entry
 from kcrush_feeds.feeds.formats import FORMAT_VERSION, RENDERERS
 from kcrush_feeds.feeds.opml import render_opml
-from kcrush_feeds.feeds.pages import render_feed_page, render_index, render_stylesheet
+from kcrush_feeds.feeds.pages import (
+    render_feed_page,
+    render_index,
+    render_stylesheet,
+    templates_key,
+)
 from kcrush_feeds.feeds.slugs import check_unique, name_key, slugify
 from kcrush_feeds.store import records as store_records
 from kcrush_feeds.store.db import Store, to_timestamp
@@ -305,6 +310,8 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
         listings: list[Listing] = []
         entries: dict[tuple[str, str], Entry] = {}  # (id, fingerprint): each record once
         cutoff = to_timestamp(now)
+        overrides = page_template_dirs(config)
+        pages_key = templates_key(overrides)
         with _Writer(report, state) as writer:
             for spec in specs:
                 channel = _channel(config, spec)
@@ -318,9 +325,9 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
                     )
                 )
                 newest = _newest(store, spec, cutoff, config.feeds.items_per_feed)
-                # The zone too: the feed's page shows local dates.
+                # The zone and the page templates too: the feed's page shows local dates.
                 inputs = _fingerprint(
-                    FORMAT_VERSION, _channel_key(channel), config.site.timezone, newest
+                    FORMAT_VERSION, _channel_key(channel), config.site.timezone, pages_key, newest
                 )
                 pending: list[tuple[str, str, Path]] = []
                 for fmt in (*config.feeds.formats, PAGE_FORMAT):
@@ -336,11 +343,13 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
                 feed_entries = _entries(store, config, newest, entries)
                 for kind, name, target in pending:
                     if kind == PAGE_FORMAT:
-                        data = render_feed_page(channel, feed_entries, config.site.tz)
+                        data = render_feed_page(
+                            channel, feed_entries, config.site.tz, overrides, pages_key
+                        )
                     else:
                         data = RENDERERS[kind](channel, feed_entries)
                     writer.put(name, target, data, inputs=f"{kind}:{inputs}")
-            _write_pages(config, listings, writer)
+            _write_pages(config, listings, writer, overrides, pages_key)
         _stale(output_dir, state, planned, prune, report)
         state.save()
     except sqlite3.Error as e:
@@ -348,6 +357,19 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
     except OSError as e:
         raise FeedError(f"{e.filename or output_dir}: cannot write: {e.strerror}") from e
     return report
+
+
+def page_template_dirs(config: Config) -> tuple[Path, ...]:
+    """``feeds.templates_dir`` (the editor's copies of the page templates), if set."""
+    if config.feeds.templates_dir is None:
+        return ()
+    directory = config.resolve(config.feeds.templates_dir)
+    if not directory.is_dir():
+        raise ConfigError(
+            f"{config.path}: feeds.templates_dir: {directory} is not a directory",
+            hint="create it (copy the files of templates/feeds/ you want to change)",
+        )
+    return (directory,)
 
 
 def _channel_key(channel: Channel) -> list[object]:
@@ -418,7 +440,13 @@ class _Writer:
             self.pool.shutdown(wait=True)
 
 
-def _write_pages(config: Config, listings: list[Listing], writer: _Writer) -> None:
+def _write_pages(
+    config: Config,
+    listings: list[Listing],
+    writer: _Writer,
+    overrides: tuple[Path, ...],
+    key: str,
+) -> None:
     """OPML, index.html and style.css: small, so rendered every time and compared."""
     output_dir = config.output_dir
     base = config.feeds.base_url.rstrip("/")
@@ -427,9 +455,16 @@ def _write_pages(config: Config, listings: list[Listing], writer: _Writer) -> No
     pages = {
         OPML_NAME: render_opml(title, site.url, listings),
         INDEX_NAME: render_index(
-            title, site.description, site.language, OPML_NAME, f"{base}/{OPML_NAME}", listings
+            title,
+            site.description,
+            site.language,
+            OPML_NAME,
+            f"{base}/{OPML_NAME}",
+            listings,
+            overrides,
+            key,
         ),
-        STYLE_NAME: render_stylesheet(),
+        STYLE_NAME: render_stylesheet(overrides, key),
     }
     for name, data in pages.items():
         writer.put(name, output_dir / name, data, inputs=None)

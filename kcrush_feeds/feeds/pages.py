@@ -10,10 +10,12 @@ been: its bytes stay the same, and only changed inputs rewrite it.
 
 from __future__ import annotations
 
+import hashlib
 import html
 from collections.abc import Sequence
 from datetime import tzinfo
 from functools import cache
+from pathlib import Path
 
 import jinja2
 from markupsafe import Markup
@@ -31,13 +33,28 @@ def _html_escape(value: object) -> Markup:
     return Markup(html.escape(str(value)))
 
 
+# Every template a page may use: their sources go into the build's fingerprint, so an
+# edited override (feeds.templates_dir) rewrites the pages at the next build.
+TEMPLATES = ("index.html", "feed.html", "site.css", "page.css", "style.css")
+
+
 # The page bytes rely on trim_blocks, lstrip_blocks (the factory's) and keep_trailing_newline.
-@cache
-def _environment() -> jinja2.Environment:
+def _loader(overrides: tuple[Path, ...]) -> jinja2.BaseLoader:
     # The archive's and the email's directories after ours: site.css, page.css, style.css.
-    loader = jinja2.ChoiceLoader(
-        [templating.loader(d) for d in ("templates/feeds", "templates/archive", "templates/email")]
+    return jinja2.ChoiceLoader(
+        [
+            templating.loader(d, overrides)
+            for d in ("templates/feeds", "templates/archive", "templates/email")
+        ]
     )
+
+
+@cache
+def _environment(overrides: tuple[Path, ...] = (), key: str = "") -> jinja2.Environment:
+    """The pages' environment; ``key`` (``templates_key``) makes an edited override a new
+    environment, so a long-running ``schedule`` picks it up without a restart."""
+    del key  # part of the cache key only
+    loader = _loader(overrides)
     env = templating.environment(
         loader,
         autoescape=templating.by_extension("html"),
@@ -48,6 +65,17 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def templates_key(overrides: tuple[Path, ...] = ()) -> str:
+    """A hash of the sources of every page template (an editor's override included)."""
+    loader = _loader(overrides)
+    env = jinja2.Environment(loader=loader)
+    h = hashlib.blake2b(digest_size=12)
+    for name in TEMPLATES:
+        source, _, _ = loader.get_source(env, name)
+        h.update(name.encode() + b"\0" + source.encode() + b"\0")
+    return h.hexdigest()
+
+
 def render_index(
     title: str,
     description: str,
@@ -55,10 +83,13 @@ def render_index(
     opml_path: str,
     opml_url: str,
     listings: Sequence[Listing],
+    overrides: tuple[Path, ...] = (),
+    key: str = "",
 ) -> bytes:
-    """index.html: every feed with autodiscovery ``<link rel="alternate">`` tags."""
+    """index.html: every feed with autodiscovery ``<link rel="alternate">`` tags.
+    ``overrides``: ``feeds.templates_dir``; ``key``: their ``templates_key``."""
     page = (
-        _environment()
+        _environment(overrides, key)
         .get_template("index.html")
         .render(
             title=title,
@@ -74,10 +105,16 @@ def render_index(
     return page.encode("utf-8")
 
 
-def render_feed_page(channel: Channel, entries: Sequence[Entry], tz: tzinfo) -> bytes:
+def render_feed_page(
+    channel: Channel,
+    entries: Sequence[Entry],
+    tz: tzinfo,
+    overrides: tuple[Path, ...] = (),
+    key: str = "",
+) -> bytes:
     """``{slug}/index.html``: the feed for a person: title, description, the three formats
     with the address to copy, and the entries with their local dates and images."""
-    env = _environment()
+    env = _environment(overrides, key)
     page = env.get_template("feed.html").render(
         channel=channel,
         entries=entries,
@@ -89,7 +126,6 @@ def render_feed_page(channel: Channel, entries: Sequence[Entry], tz: tzinfo) -> 
     return page.encode("utf-8")
 
 
-@cache
-def render_stylesheet() -> bytes:
+def render_stylesheet(overrides: tuple[Path, ...] = (), key: str = "") -> bytes:
     """``style.css`` of the feed pages: the same bytes as the archive's."""
-    return _environment().get_template("site.css").render().encode("utf-8")
+    return _environment(overrides, key).get_template("site.css").render().encode("utf-8")
