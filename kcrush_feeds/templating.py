@@ -5,6 +5,10 @@ pages and mails in ``templates/web``) is loaded through ``environment``: a confi
 override directory is searched before the package's directory, so an editor may replace a
 single file and keep the rest. Where the directory comes from (and whether it must exist)
 stays with the caller that owns the config key.
+
+Templates come from the config file (``digest.subject``) and from an editor's directory,
+so they are rendered in Jinja's sandbox: ``{{ cycler.__init__.__globals__.os }}`` and the
+like raise ``jinja2.sandbox.SecurityError`` instead of reaching Python's internals.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 
 PACKAGE = "kcrush_feeds"
 
@@ -45,8 +50,9 @@ def environment(
 
     ``strict``: an undefined name is an error (``StrictUndefined``), not an empty string.
     ``auto_reload=False`` reads each template once: no stat() of the file per render.
+    Sandboxed: a template can use the values it is given, not Python's internals.
     """
-    return jinja2.Environment(
+    return SandboxedEnvironment(
         loader=templates,
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined if strict else jinja2.Undefined,

@@ -1,12 +1,22 @@
 """Signed, url-safe tokens for the links in emails: unsubscribe, preferences, confirm.
 
 A token is ``<payload>.<mac>``, both base64url without padding. The payload carries the
-address (so ``serve`` knows whom it is about) and, for tokens that expire, the expiry time;
-the MAC is HMAC-SHA256 over the purpose and the payload with the configured secret. A token
+address (so ``serve`` knows whom it is about) and, for tokens that expire, the expiry time,
+encrypted (AES-SIV, RFC 5297, with a key derived from the secret): a link shows nobody the
+address, in a URL, a proxy's log or a browser's history. AES-SIV is deterministic, so the
+same link comes out each time. An encrypted payload starts with ``z``; a payload that is
+plain base64 of the address (links sent before) starts with ``A``-``f`` and still works.
+The MAC is HMAC-SHA256 over the purpose and the payload with the configured secret. A token
 signed for one purpose is refused for another, a changed address breaks the MAC, and the
 MAC is compared in constant time. Unsubscribe and preferences tokens do not expire (a
 message read a year later must still unsubscribe) and are deterministic, so a retried
 message carries the same links.
+
+A token has exactly one spelling: both parts must be canonical unpadded base64url (no
+``=``, no ``+/``, no other final character that decodes to the same bytes), the MAC
+exactly 16 bytes. A confirm token also carries a *generation* (``serve`` uses the time
+the address last unsubscribed): a link sent before an unsubscribe no longer confirms the
+address after it subscribed again.
 """
 
 from __future__ import annotations
@@ -16,8 +26,13 @@ import binascii
 import hashlib
 import hmac
 import re
+from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 
 from kcrush_feeds.errors import KcrushError
 
@@ -25,6 +40,9 @@ Purpose = Literal["unsubscribe", "preferences", "confirm"]
 PURPOSES: tuple[Purpose, ...] = ("unsubscribe", "preferences", "confirm")
 _MAC_BYTES = 16  # 128 bits: plenty against guessing, and keeps the links short
 _MAX_TOKEN = 1024
+_B64_RE = re.compile(r"[A-Za-z0-9_-]*")
+# Base64 of an ASCII first byte is A-Z or a-f: "z" cannot start a payload of the old kind.
+_ENCRYPTED = "z"
 
 
 class TokenError(KcrushError, ValueError):
@@ -36,7 +54,40 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strictly: only the url-safe alphabet, no padding, and only the canonical spelling
+    (the unused low bits of the last character zero), so one value has one spelling."""
+    if not _B64_RE.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not canonical unpadded base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not canonical unpadded base64url")
+    return data
+
+
+@lru_cache(maxsize=8)
+def _cipher(secret: bytes) -> AESSIV:
+    """AES-256-SIV under a key derived from ``secret`` (never the MAC's key itself)."""
+    key = b"".join(
+        hmac.new(secret, f"kcrush-feeds/token-key/{n}".encode(), hashlib.sha256).digest()
+        for n in (1, 2)
+    )
+    return AESSIV(key)
+
+
+def _seal(secret: bytes, purpose: str, body: str) -> str:
+    data = _cipher(secret).encrypt(body.encode("utf-8"), [purpose.encode("ascii")])
+    return _ENCRYPTED + _b64(data)
+
+
+def _open(secret: bytes, purpose: str, payload: str) -> str:
+    """The body of a payload whose MAC was checked: decrypted, or (old links) decoded."""
+    if not payload.startswith(_ENCRYPTED):
+        return _unb64(payload).decode("utf-8")
+    try:
+        data = _cipher(secret).decrypt(_unb64(payload[1:]), [purpose.encode("ascii")])
+    except InvalidTag as e:
+        raise ValueError("the payload does not decrypt") from e
+    return data.decode("utf-8")
 
 
 def _mac(secret: bytes, purpose: str, payload: str) -> bytes:
@@ -49,8 +100,26 @@ def _key(email: str) -> str:
     return email.strip().lower()
 
 
-def sign(secret: bytes, purpose: Purpose, email: str, *, expires: datetime | None = None) -> str:
-    """A token for ``purpose`` about ``email``; with ``expires``, refused after that time."""
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a verified token says: the address, and for a confirm token its generation
+    (None in a token signed before generations existed)."""
+
+    address: str
+    expires: int | None = None
+    generation: str | None = None
+
+
+def sign(
+    secret: bytes,
+    purpose: Purpose,
+    email: str,
+    *,
+    expires: datetime | None = None,
+    generation: str | None = None,
+) -> str:
+    """A token for ``purpose`` about ``email``; with ``expires``, refused after that time;
+    ``generation`` (confirm tokens) is given back by ``verify_claim``."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown token purpose {purpose!r}")
     if not secret:
@@ -60,7 +129,11 @@ def sign(secret: bytes, purpose: Purpose, email: str, *, expires: datetime | Non
     body = _key(email)
     if expires is not None:
         body += f"\n{int(expires.timestamp())}"
-    payload = _b64(body.encode("utf-8"))
+    if generation is not None:
+        if expires is None or "\n" in generation:
+            raise ValueError("a generation goes with an expiry, on one line")
+        body += f"\n{generation}"
+    payload = _seal(secret, purpose, body)
     return f"{payload}.{_b64(_mac(secret, purpose, payload))}"
 
 
@@ -77,25 +150,42 @@ def verify(
     ``now`` is required for tokens that expire (confirm); ``email``, when given, must be the
     address the token names (case-insensitively).
     """
+    return verify_claim(secret, purpose, token, now=now, email=email).address
+
+
+def verify_claim(
+    secret: bytes,
+    purpose: Purpose,
+    token: str,
+    *,
+    now: datetime | None = None,
+    email: str | None = None,
+) -> Claim:
+    """Like ``verify``, with everything the token carries."""
     if not isinstance(token, str) or len(token) > _MAX_TOKEN or token.count(".") != 1:
         raise TokenError("this link is not valid (malformed token)")
     payload, _, mac_text = token.partition(".")
     try:
         mac = _unb64(mac_text)
-        body = _unb64(payload).decode("utf-8")
+        _unb64(payload.removeprefix(_ENCRYPTED))  # one spelling, before anything else
     except (binascii.Error, ValueError) as e:
         raise TokenError("this link is not valid (malformed token)") from e
-    if not hmac.compare_digest(mac, _mac(secret, purpose, payload)):
+    if len(mac) != _MAC_BYTES or not hmac.compare_digest(mac, _mac(secret, purpose, payload)):
         raise TokenError("this link is not valid (the signature does not match)")
-    address, _, expiry = body.partition("\n")
-    if expiry:
+    try:
+        body = _open(secret, purpose, payload)
+    except (binascii.Error, ValueError) as e:
+        raise TokenError("this link is not valid (malformed token)") from e
+    address, *rest = body.split("\n")
+    expiry = int(rest[0]) if rest else None
+    if expiry is not None:
         if now is None:
             raise TokenError("this link expires; no time to check it against")
-        if int(now.timestamp()) > int(expiry):
+        if int(now.timestamp()) > expiry:
             raise TokenError("this link has expired", hint="ask for a new one")
     if email is not None and _key(email) != address:
         raise TokenError("this link belongs to another address")
-    return address
+    return Claim(address, expiry, rest[1] if len(rest) > 1 else None)
 
 
 # --- VERP: the envelope sender names one delivery ----------------------------------------

@@ -16,6 +16,7 @@ import click
 from kcrush_feeds import __version__
 from kcrush_feeds.cli.context import App
 from kcrush_feeds.errors import EXIT_FAILED, KcrushError
+from kcrush_feeds.text import show, show_lines
 
 log = logging.getLogger("kcrush_feeds")
 
@@ -24,7 +25,12 @@ class CommandError(click.ClickException):
     """A ``KcrushError`` on its way out, keeping its exit status."""
 
     def __init__(self, error: KcrushError) -> None:
-        super().__init__(str(error))
+        # Messages quote what others wrote (a config key, an SMTP server's reply): shown
+        # with control characters escaped, so no escape sequence reaches the terminal.
+        text = show(error.message)
+        if error.hint is not None:
+            text += f"\n  hint: {show(error.hint)}"
+        super().__init__(text)
         self.exit_code = error.exit_code  # type: ignore[misc]  # per instance, not per class
 
     def show(self, file: Any = None) -> None:
@@ -49,7 +55,7 @@ class Group(click.Group):
             if _verbosity(ctx) > 0:
                 raise
             click.echo(
-                f"error: internal error: {type(e).__name__}: {e} "
+                f"error: internal error: {type(e).__name__}: {show(str(e))} "
                 "(run again with -v for the traceback)",
                 err=True,
             )
@@ -69,7 +75,7 @@ class _Formatter(logging.Formatter):
         self.tty = tty
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
+        message = show_lines(record.getMessage())
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
         if self.tty:

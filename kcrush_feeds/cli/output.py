@@ -9,6 +9,7 @@ import click
 
 from kcrush_feeds.records.importer import ImportReport
 from kcrush_feeds.sources.configured import SourceReport
+from kcrush_feeds.text import show
 
 SHOW_AT_MOST = 200  # problems of one kind shown; the count of the rest is given
 
@@ -17,7 +18,8 @@ def show_problems(groups: Iterable[tuple[str, Sequence[object]]]) -> None:
     """Print each group's problems on stderr as ``kind: problem``, at most SHOW_AT_MOST each."""
     for kind, problems in groups:
         for problem in problems[:SHOW_AT_MOST]:
-            click.echo(f"{kind}: {problem}", err=True)
+            # A problem quotes the input (a field name, a value): no control codes out.
+            click.echo(f"{kind}: {show(str(problem))}", err=True)
         if len(problems) > SHOW_AT_MOST:
             click.echo(f"{kind}: ... and {len(problems) - SHOW_AT_MOST} more", err=True)
 

@@ -34,7 +34,8 @@ def run_lock(database: Path, name: str = "send", *, wait: float = 5.0) -> Iterat
     """
     path = lock_path(database, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    # 0600: the file says who runs what; nobody else on the machine needs to read it.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + wait
         while True:

@@ -12,6 +12,7 @@ more than the sends in flight.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -79,6 +80,14 @@ class ResultWriter:
         )
         self.commits += 1
         self.written += len(batch)
+
+    async def record_late(self, late: Sequence[tuple[Delivery, datetime]]) -> None:
+        """Write results a failed commit left behind, in one more transaction."""
+        loop = asyncio.get_running_loop()
+        batch = [(d, moment, loop.create_future()) for d, moment in late]
+        await loop.run_in_executor(self._executor, self._write, batch)
+        for _, _, done in batch:
+            done.cancel()  # nobody waits on these
 
     async def aclose(self) -> None:
         if self._flusher is not None:

@@ -11,7 +11,10 @@ The flow for one run::
 Exactly once: a subscriber is pending until a ``sent`` (or ``failed``) row exists; that
 row is committed right after the server's 250, before the sender that got the 250 does
 anything else. A crash can therefore repeat only messages whose 250 had arrived but
-whose row was not yet on disk: at most one per sender, a few milliseconds' worth. The
+whose row was not yet on disk: at most one per connection (a sender holds one of
+``concurrency`` permits from its send to its commit), a few milliseconds' worth; the same
+bound holds when a commit fails, which stops every sender. A reply lost after the final
+dot is "uncertain": never resent in this run, tried once more by a later one. The
 digest is frozen and the Message-ID deterministic, so a repeat is the same message.
 
 ``KCRUSH_FEEDS_TEST_CRASH_AFTER=N`` (tests only) kills the process with SIGKILL right
@@ -40,7 +43,14 @@ from kcrush_feeds.delivery.results import ResultWriter
 from kcrush_feeds.delivery.smtp import SmtpPool, SmtpSettings, SmtpUnavailable
 from kcrush_feeds.digest.compose import DigestComposer, preview_subscriber
 from kcrush_feeds.digest.select import compute_digest, open_digest
-from kcrush_feeds.errors import EXIT_FAILED, EXIT_OK, EXIT_TEMPFAIL, DeliveryError, UsageError
+from kcrush_feeds.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_TEMPFAIL,
+    DeferredError,
+    DeliveryError,
+    UsageError,
+)
 from kcrush_feeds.model import (
     Delivery,
     Digest,
@@ -86,6 +96,8 @@ class Tally:
     deferred: int = 0
     failed: int = 0
     skipped: int = 0
+    uncertain: int = 0  # sent, reply lost: retried once by a later run (not counted above)
+    uncertain_final: int = 0  # of those, the second time: not retried again
     failures: list[tuple[str, str]] = field(default_factory=list)  # (recipient, reply), capped
     stopped: bool = False  # a signal asked us to stop
     unavailable: str | None = None  # the server could not be reached: the rest waits
@@ -95,7 +107,9 @@ class Tally:
         if result.outcome is Outcome.SENT:
             self.sent += 1
             return
-        if result.outcome is Outcome.DEFERRED:
+        if result.outcome is Outcome.UNCERTAIN:
+            self.uncertain += 1
+        elif result.outcome is Outcome.DEFERRED:
             self.deferred += 1
         else:
             self.failed += 1
@@ -133,6 +147,7 @@ async def deliver(
     now: datetime,
     stop: asyncio.Event | None = None,
     progress: Callable[[int], None] | None = None,
+    uncertain_before: frozenset[int] = frozenset(),
     envelope: Callable[[Outgoing], str] | None = None,
 ) -> Tally:
     """Send ``messages`` (None = a subscriber with nothing to get: counted as skipped)
@@ -141,7 +156,13 @@ async def deliver(
     ``messages`` is consumed lazily: it may compose as it goes. Setting ``stop`` lets the
     messages in flight finish and be recorded; the rest stay pending for the next run.
     Raises ``DeliveryError`` for a problem no retry can fix (after recording what was
-    already answered). ``envelope`` gives each message its own envelope sender (VERP).
+    already answered), ``UnrecordedError`` when the store refused a result.
+    ``envelope`` gives each message its own envelope sender (VERP).
+
+    At most ``settings.concurrency`` messages are between "sending" and "committed" at
+    any time, so when a commit fails, at most one message per connection was accepted
+    by the server without its row. ``uncertain_before``: subscribers whose earlier try
+    was uncertain; a second uncertain try is final (recorded as failed, never resent).
     """
     stop = stop or asyncio.Event()
     tally = Tally()
@@ -149,6 +170,10 @@ async def deliver(
     senders = settings.concurrency * SENDERS_PER_CONNECTION
     queue: asyncio.Queue[Outgoing | None] = asyncio.Queue(maxsize=senders * QUEUE_PER_SENDER)
     fatal: list[BaseException] = []
+    unrecorded: list[tuple[Delivery, datetime]] = []
+    # Held from the send to its commit: a failing store stops every sender before it
+    # sends more, with at most one unrecorded message per connection.
+    outstanding = asyncio.Semaphore(settings.concurrency)
     accepted = 0
     started = time.monotonic()
 
@@ -186,42 +211,64 @@ async def deliver(
             message = await queue.get()
             if message is None:
                 return
-            if stop.is_set():
-                tally.left += 1
-                continue
-            try:
-                result = await pool.send(
-                    message.recipient,
-                    message.data,
-                    sender=envelope(message) if envelope is not None else None,
+            async with outstanding:
+                if stop.is_set():
+                    tally.left += 1
+                    continue
+                try:
+                    result = await pool.send(
+                        message.recipient,
+                        message.data,
+                        sender=envelope(message) if envelope is not None else None,
+                    )
+                except SmtpUnavailable as e:
+                    tally.unavailable = e.message
+                    tally.left += 1
+                    stop.set()
+                    continue
+                except DeliveryError as e:
+                    fatal.append(e)
+                    tally.left += 1
+                    stop.set()
+                    continue
+                final_uncertain = (
+                    result.outcome is Outcome.UNCERTAIN
+                    and message.subscriber_id in uncertain_before
                 )
-            except SmtpUnavailable as e:
-                tally.unavailable = e.message
-                tally.left += 1
-                stop.set()
-                continue
-            except DeliveryError as e:
-                fatal.append(e)
-                tally.left += 1
-                stop.set()
-                continue
-            if result.sent:
-                accepted += 1
-                if crash:
-                    crash.check(accepted, committed=False)
-            number = accepted  # which 250 this was, for the crash hook after the commit
-            await writer.record(
-                Delivery(digest_id, message.subscriber_id, message.message_id, result), moment()
-            )
+                if final_uncertain:
+                    result = replace(
+                        result,
+                        outcome=Outcome.FAILED,
+                        reply=f"{result.reply} (the second time: not retried again)",
+                    )
+                if result.sent:
+                    accepted += 1
+                    if crash:
+                        crash.check(accepted, committed=False)
+                number = accepted  # which 250 this was, for the crash hook after the commit
+                delivery = Delivery(digest_id, message.subscriber_id, message.message_id, result)
+                when = moment()
+                try:
+                    await writer.record(delivery, when)
+                except Exception as e:  # any failure to write stops the run
+                    unrecorded.append((delivery, when))
+                    if not fatal:
+                        fatal.append(e)
+                    stop.set()
+                    continue
             if result.sent and crash:
                 crash.check(number, committed=True)
-            tally.count(message.recipient, result)
+            if final_uncertain:
+                tally.uncertain += 1
+                tally.uncertain_final += 1
+            else:
+                tally.count(message.recipient, result)
             if result.outcome is not Outcome.SENT:
                 log.warning("%s: %s: %s", message.recipient, result.outcome.value, result.reply)
             if progress:
                 progress(1)
 
-    async with SmtpPool(settings, sender=sender) as pool:
+    async with SmtpPool(settings, sender=sender, stop=stop) as pool:
         producer = asyncio.create_task(produce())
         workers = [asyncio.create_task(send_one(pool)) for _ in range(senders)]
         try:
@@ -238,9 +285,39 @@ async def deliver(
                     queue.get_nowait()
                 await asyncio.sleep(0)
             await producer
+    if unrecorded:
+        # The senders have stopped; the store may take the rows now (a lock released):
+        # one more try, so that a later run does not send these again.
+        try:
+            await writer.record_late(unrecorded)
+        except Exception as e:  # reported with the first error
+            raise UnrecordedError(fatal[0], len(unrecorded)) from e
+        for delivery, _ in unrecorded:
+            tally.count("", delivery.result)
+        tally.unavailable = (
+            f"the store refused a result ({_reason(fatal[0])}): sending stopped; "
+            "what was sent is recorded"
+        )
+        fatal = fatal[1:]
     if fatal:
         raise fatal[0]
     return tally
+
+
+class UnrecordedError(DeferredError):
+    """The store refused to record results: every sender stopped at once (exit 75)."""
+
+    def __init__(self, cause: BaseException, count: int) -> None:
+        super().__init__(
+            f"cannot record deliveries in the store ({_reason(cause)}): every sender stopped "
+            f"at once. {count} message(s) accepted by the server have no row, and the next "
+            "run sends them again; nothing else was sent",
+            hint="free disk space, or stop what holds the store's lock, then run send again",
+        )
+
+
+def _reason(e: BaseException) -> str:
+    return getattr(e, "message", None) or str(e) or type(e).__name__
 
 
 _END: Outgoing = object()  # type: ignore[assignment]
@@ -255,6 +332,7 @@ class SendReport:
     deferred: int = 0
     failed: int = 0
     skipped: int = 0
+    uncertain: int = 0  # sent, the reply lost after the final dot (not in sent or deferred)
     pending: int = 0  # still without a final result (deferred + not attempted)
     note: str = ""  # why nothing was sent, or what stopped the run
     failures: tuple[tuple[str, str], ...] = ()
@@ -273,12 +351,15 @@ class SendReport:
     def summary(self) -> str:
         """One line: the counts, and why when nothing was done."""
         head = f"digest {self.period}: " if self.period else ""
-        if not (self.sent or self.deferred or self.failed or self.skipped) and self.note:
+        busy = self.sent or self.deferred or self.failed or self.skipped or self.uncertain
+        if not busy and self.note:
             return f"{head}{self.note}"
         text = (
             f"{head}sent {self.sent}, deferred {self.deferred}, failed {self.failed}, "
             f"skipped {self.skipped}"
         )
+        if self.uncertain:
+            text += f", uncertain {self.uncertain}"
         return f"{text} ({self.note})" if self.note else text
 
 
@@ -359,6 +440,7 @@ def _send(
         for pending in deliveries.iter_pending(store, digest.id)
     )
     sender = config.require_digest().from_addr
+    uncertain_before = deliveries.uncertain_ids(store, digest.id)
     envelope = verp_envelope(config, digest.id)
 
     async def run() -> Tally:
@@ -385,6 +467,7 @@ def _send(
                     now=now,
                     stop=stop,
                     progress=progress,
+                    uncertain_before=uncertain_before,
                     envelope=envelope,
                 )
         finally:
@@ -394,7 +477,8 @@ def _send(
     tally = asyncio.run(run())
     for recipient, reply in tally.failures:
         log.debug("%s: %s", recipient, reply)
-    complete = not (tally.stopped or tally.unavailable or tally.deferred)
+    retry_uncertain = tally.uncertain - tally.uncertain_final
+    complete = not (tally.stopped or tally.unavailable or tally.deferred or retry_uncertain)
     note = ""
     if tally.unavailable:
         note = f"{tally.unavailable}; the rest waits for the next run"
@@ -402,6 +486,11 @@ def _send(
         note = "stopped by a signal; the rest waits for the next run"
     elif tally.deferred:
         note = "deferred deliveries are retried by the next run"
+    if retry_uncertain:
+        note = (note + "; " if note else "") + (
+            f"{retry_uncertain} sent with no reply after the final dot (the server may have "
+            "them): tried once more by the next run, never again"
+        )
     if complete:
         mark_done(store, digest, now)
     return SendReport(
@@ -410,7 +499,8 @@ def _send(
         deferred=tally.deferred,
         failed=tally.failed,
         skipped=tally.skipped,
-        pending=0 if complete else max(tally.left, 1),
+        uncertain=tally.uncertain,
+        pending=0 if complete else max(tally.left + retry_uncertain, 1),
         note=note,
         failures=tuple(tally.failures),
     )

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiosmtplib
 from aiosmtplib import (
@@ -53,11 +54,13 @@ from aiosmtplib import (
 
 from kcrush_feeds.config import SmtpConfig
 from kcrush_feeds.errors import DeferredError, DeliveryError
-from kcrush_feeds.model import Outcome, SendResult
+from kcrush_feeds.model import UNCERTAIN_PREFIX, Outcome, SendResult
 
 log = logging.getLogger("kcrush_feeds.delivery.smtp")
 
 IDLE_TIMEOUT = 30.0  # seconds: most servers drop an idle client after 60-300 s
+BREAKER_TIMEOUTS = 3  # consecutive timeouts (over all connections) that stop the run
+STOP_GRACE = 2.0  # seconds a transaction in flight may still take once a stop is asked
 MAX_BACKOFF = 60.0  # seconds: the longest wait between two in-run retries
 
 
@@ -83,6 +86,9 @@ class SmtpSettings:
     messages_per_connection: int = 100
     idle_timeout: float = IDLE_TIMEOUT
     local_hostname: str | None = None  # EHLO name; default: this host's FQDN
+    # Circuit breaker: after this many timeouts in a row the server is taken as gone and
+    # every later send raises SmtpUnavailable (the rest waits for the next run).
+    breaker_timeouts: int = BREAKER_TIMEOUTS
 
     @classmethod
     def from_config(cls, smtp: SmtpConfig, *, base_dir: Path | None = None) -> SmtpSettings:
@@ -152,6 +158,7 @@ class _Slot:
     messages: int = 0
     last_used: float = 0.0
     dirty: bool = False  # a transaction did not complete: RSET before the next one
+    in_data: bool = False  # the message is being sent (DATA): a lost reply is uncertain
 
     def discard(self) -> None:
         if self.client is not None:
@@ -165,6 +172,7 @@ class _Failure:
     temporary: bool
     reply: str
     hard_bounce: bool = False
+    uncertain: bool = False  # the reply to the final dot was lost: the server may have it
 
 
 @dataclass
@@ -181,8 +189,15 @@ class PoolStats:
 class SmtpPool:
     """``concurrency`` reused connections to one server. Use ``async with``."""
 
-    def __init__(self, settings: SmtpSettings, *, sender: str) -> None:
+    def __init__(
+        self, settings: SmtpSettings, *, sender: str, stop: asyncio.Event | None = None
+    ) -> None:
         self.settings = settings
+        # Set (by a signal) to stop at once: no more retries, and a transaction in flight
+        # gets STOP_GRACE seconds before it is abandoned.
+        self.stop = stop or asyncio.Event()
+        self._timeouts = 0  # consecutive, over all connections: the circuit breaker
+        self.broken: str | None = None  # why the breaker tripped
         self.sender = parseaddr(sender)[1] or sender  # the envelope sender (MAIL FROM)
         self.stats = PoolStats()
         self._limiter = RateLimiter(settings.rate_limit, burst=settings.concurrency)
@@ -222,30 +237,76 @@ class SmtpPool:
     async def send(self, recipient: str, data: bytes, *, sender: str | None = None) -> SendResult:
         """Deliver ``data`` (RFC 5322 bytes, CRLF) to ``recipient``, retrying temporary
         failures with backoff. Returns as soon as the outcome is known. ``sender``: this
-        message's envelope sender (a VERP address), instead of the pool's."""
+        message's envelope sender (a VERP address), instead of the pool's.
+
+        A reply lost after the message was sent is ``UNCERTAIN`` and never retried here.
+        Raises ``SmtpUnavailable`` once the circuit breaker has tripped.
+        """
         attempts = 0
         while True:
+            if self.broken is not None:
+                raise SmtpUnavailable(self.broken, hint="a later run retries what was not sent")
             attempts += 1
             # The rate token first, then a connection: a connection is never held idle
             # while waiting for the rate limit (the server might drop it meanwhile).
             await self._limiter.acquire()
             slot = await self._slots.get()
             try:
-                failure = await self._attempt(slot, recipient, data, sender or self.sender)
+                failure = await self._guarded_attempt(slot, recipient, data, sender or self.sender)
             finally:
                 self._slots.put_nowait(slot)
             if isinstance(failure, str):
                 return SendResult(Outcome.SENT, failure, attempts)
+            if failure.uncertain:
+                return SendResult(Outcome.UNCERTAIN, UNCERTAIN_PREFIX + failure.reply, attempts)
             if not failure.temporary:
                 return SendResult(
                     Outcome.FAILED, failure.reply, attempts, hard_bounce=failure.hard_bounce
                 )
-            if attempts > self.settings.retries:
+            if attempts > self.settings.retries or self.stop.is_set() or self.broken:
                 return SendResult(Outcome.DEFERRED, failure.reply, attempts)
             self.stats.retries += 1
             delay = self.backoff(attempts)
             log.debug("%s: %s; retry %d in %.2fs", recipient, failure.reply, attempts, delay)
-            await asyncio.sleep(delay)
+            # The backoff ends early when a stop is asked: the message is deferred.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), delay)
+            if self.stop.is_set():
+                return SendResult(Outcome.DEFERRED, failure.reply, attempts)
+
+    async def _guarded_attempt(
+        self, slot: _Slot, recipient: str, data: bytes, sender: str
+    ) -> _Failure | str:
+        """``_attempt``, abandoned STOP_GRACE seconds after a stop is asked; counted by the
+        circuit breaker (a reply of any kind resets it, a timeout adds one)."""
+        attempt = asyncio.ensure_future(self._attempt(slot, recipient, data, sender))
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({attempt, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not attempt.done():
+                await asyncio.wait({attempt}, timeout=STOP_GRACE)
+        finally:
+            stopping.cancel()
+        if not attempt.done():
+            attempt.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await attempt
+            uncertain = slot.in_data
+            slot.discard()
+            slot.in_data = False
+            return _Failure(True, "stopped while waiting for the server", uncertain=uncertain)
+        failure = attempt.result()
+        if isinstance(failure, _Failure) and failure.reply.startswith("timeout"):
+            self._timeouts += 1
+            if self._timeouts >= self.settings.breaker_timeouts and self.broken is None:
+                self.broken = (
+                    f"the SMTP server {self.settings.host}:{self.settings.port} stopped "
+                    f"answering ({self._timeouts} timeouts in a row)"
+                )
+                log.warning("%s: stopping this run", self.broken)
+        else:
+            self._timeouts = 0
+        return failure
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1, 2, ...): doubling, capped."""
@@ -258,6 +319,7 @@ class SmtpPool:
         client = await self._ready(slot)
         options = [] if recipient.isascii() else ["SMTPUTF8"]
         slot.dirty = True
+        slot.in_data = False
         try:
             errors, reply = await client.sendmail(sender, [recipient], data, mail_options=options)
         except SMTPRecipientsRefused as e:
@@ -283,12 +345,15 @@ class SmtpPool:
         except SMTPResponseException as e:
             return self._response_failure(slot, e)
         except (TimeoutError, SMTPServerDisconnected, SMTPTimeoutError, OSError) as e:
-            # The answer to DATA may have been lost after the server accepted: retrying
-            # can duplicate (see docs/delivery.md); not retrying would lose the message.
+            # Lost during DATA: the server may have queued the message, so a retry could
+            # duplicate it: uncertain (see docs/delivery.md). Before DATA: a plain retry.
+            uncertain = slot.in_data
             slot.discard()
+            slot.in_data = False
             self.stats.recycled["dead"] += 1
-            return _Failure(True, _describe(e))
+            return _Failure(True, _describe(e), uncertain=uncertain)
         slot.dirty = False
+        slot.in_data = False
         slot.messages += 1
         slot.last_used = time.monotonic()
         self.stats.transactions += 1
@@ -344,14 +409,14 @@ class SmtpPool:
                     slot.discard()
                     client = None
         if client is None:
-            client = await self._connect()
+            client = await self._connect(slot)
             slot.client = client
             slot.messages = 0
             slot.last_used = time.monotonic()
             slot.dirty = False
         return client
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self, slot: _Slot) -> aiosmtplib.SMTP:
         """A new logged-in connection; temporary failures retried with backoff."""
         settings = self.settings
         attempt = 0
@@ -386,6 +451,7 @@ class SmtpPool:
             else:
                 self._connect_failures = 0
                 self.stats.connections += 1
+                _track_data(client, slot)
                 return client
             self.stats.connect_failures += 1
             self._connect_failures += 1
@@ -403,6 +469,18 @@ class SmtpPool:
                 delay,
             )
             await asyncio.sleep(delay)
+
+
+def _track_data(client: aiosmtplib.SMTP, slot: _Slot) -> None:
+    """Mark ``slot`` while ``client`` runs DATA: ``sendmail`` does not say in which step
+    a drop or a timeout happened, and only one during DATA can have delivered."""
+    data = client.data
+
+    async def tracked(message: str | bytes, /, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        slot.in_data = True
+        return await data(message, **kwargs)
+
+    client.data = tracked  # type: ignore[method-assign]
 
 
 def _raise_if_fatal(e: BaseException, settings: SmtpSettings) -> None:

@@ -3,12 +3,13 @@
 Built for speed by design. Everything that is the same for all subscribers who see the same
 items (the subject, both bodies with their CSS inlined, their quoted-printable encoding, the
 MIME frame) is prepared once per distinct selection of items. The templates are rendered
-with *slots* (placeholders such as ``kcfslotemailx``) where the per-subscriber bits go (name,
-address, signed links). Each body is quoted-printable encoded once, in segments cut at the
-slots; per subscriber only the short slot values are encoded and joined in between, each
-framed by QP soft line breaks (``=`` CRLF, which decoders remove), so no line exceeds 76
-characters and the body decodes exactly to the rendered text with the values in place.
-Assembling a message is then a few joins of bytes, not an ``EmailMessage`` per subscriber.
+with *slots* (random placeholders such as ``kcfslotemail<nonce>x``) where the per-subscriber
+bits go (name, address, signed links). Each body is quoted-printable encoded once, in
+segments cut at the slots; per subscriber only the short slot values are encoded and joined
+in between, each framed by QP soft line breaks (``=`` CRLF, which decoders remove), so no
+line exceeds 76 characters and the body decodes exactly to the rendered text with the
+values in place. Assembling a message is then a few joins of bytes, not an ``EmailMessage``
+per subscriber.
 
 Headers and quoted-printable come from the one mail writer, ``digest.mime``.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import html as html_lib
 import re
+import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +30,7 @@ from urllib.parse import urlsplit
 
 import css_inline
 import jinja2
+from jinja2.exceptions import SecurityError
 
 from kcrush_feeds import templating
 from kcrush_feeds.config import Config
@@ -44,7 +47,12 @@ PREFERENCES_PATH = "/preferences"
 # Slot names: what differs per subscriber. Templates see them as subscriber.<name> or as
 # top-level <name>; the value is substituted after rendering.
 SLOTS = ("greeting_name", "name", "email", "unsubscribe_url", "preferences_url")
-_SLOT_TEXT = {name: f"kcfslot{name.replace('_', '')}x" for name in SLOTS}
+# A random part, drawn when this process starts, after every record, note and template it
+# renders was written: text from the store can never spell a slot, so it is always shown as
+# written and never filled with a subscriber's address or links. (The slot texts never
+# reach a message: every one is replaced.)
+_SLOT_NONCE = secrets.token_hex(12)
+_SLOT_TEXT = {name: f"kcfslot{name.replace('_', '')}{_SLOT_NONCE}x" for name in SLOTS}
 _SLOT_RE = re.compile("|".join(re.escape(text) for text in _SLOT_TEXT.values()))
 _SLOT_BY_TEXT = {text: name for name, text in _SLOT_TEXT.items()}
 _SOFT_BREAK = b"=\r\n"
@@ -157,6 +165,8 @@ def _render(
         ) from e
     except jinja2.TemplateNotFound as e:
         raise TemplateError(f"{name}: template not found") from e
+    except SecurityError as e:
+        raise TemplateError(f"{name}: not allowed in a template: {e}") from e
 
 
 @dataclass(frozen=True, slots=True)

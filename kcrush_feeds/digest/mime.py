@@ -16,7 +16,6 @@ import binascii
 import re
 from collections.abc import Iterable
 from email import policy
-from email.headerregistry import Address
 
 from kcrush_feeds.text import strip_controls
 
@@ -24,6 +23,8 @@ QP_LINE = 76
 _SPACE_RE = re.compile(r"\s+")
 # A display name that needs no quoting: atoms (RFC 5322 atext) separated by spaces.
 _ATOMS_RE = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?: [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+# RFC 5322 specials: in a display name, any of them could end the name or start an address.
+_SPECIALS_RE = re.compile(r'[()<>\[\]:;@\\,."]')
 _WORD_BYTES = 45  # UTF-8 bytes in one encoded word: 60 base64 characters, a short line
 
 
@@ -44,30 +45,50 @@ def fold_header(name: str, value: str) -> bytes:
 
 
 def address_header(header: str, name: str, address: str) -> bytes:
-    """``To:``-style header for one mailbox: the display name as atoms, a quoted string,
-    or RFC 2047 encoded words (base64, folded), the address as given (ASCII).
+    """``To:``-style header for exactly one mailbox, whatever the display name holds.
 
-    Written by hand because it runs once per subscriber: the email package's header
-    objects cost a millisecond each. (Never re-parse an encoded name: "Martin, Chloé"
-    would become two addresses.)
+    The name goes as atoms, as a quoted string, or as RFC 2047 encoded words (base64, one
+    word per 45 bytes, folded); the address as given (ASCII). Written by hand because it
+    runs once per subscriber: the email package's header objects cost a millisecond each.
+
+    A name is what a stranger typed into the form, so it may look like an address
+    (``Kim <evil@attacker.example>``) or a list (``Martin, Chloé``). Many readers decode
+    encoded words *before* they parse the addresses, so an encoded name with such
+    characters would become a second mailbox for them. The text that is encoded is
+    therefore itself a quoted string: decoded first or parsed first, it is one name. A
+    plain-ASCII name that contains ``=?`` is encoded too, so that no reader decodes it
+    into something else.
     """
     name = header_text(name)
     if not name:
         return f"{header}: {address}\r\n".encode("ascii")
-    if name.isascii():
-        if _ATOMS_RE.fullmatch(name):
-            phrase = name
-        else:
-            phrase = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if name.isascii() and "=?" not in name:
+        phrase = name if _ATOMS_RE.fullmatch(name) else _quoted(name)
         return f"{header}: {phrase} <{address}>\r\n".encode("ascii")
-    encoded = name.encode("utf-8")
-    if len(encoded) <= _WORD_BYTES:  # the usual case: one encoded word
-        word = b"=?utf-8?b?" + base64.b64encode(encoded) + b"?="
-        return header.encode() + b": " + word + b" <" + address.encode() + b">\r\n"
-    # A long name: several encoded words, folded; the email package does it by the book.
-    value = policy.SMTP.header_factory(header, [Address(display_name=name, addr_spec=address)])
-    folded: str = value.fold(policy=policy.SMTP)
-    return folded.encode("ascii")
+    text = _quoted(name) if _SPECIALS_RE.search(name) else name
+    words = b"\r\n ".join(
+        b"=?utf-8?b?" + base64.b64encode(chunk) + b"?=" for chunk in _utf8_chunks(text)
+    )
+    return header.encode("ascii") + b": " + words + b" <" + address.encode("ascii") + b">\r\n"
+
+
+def _quoted(text: str) -> str:
+    """``text`` as an RFC 5322 quoted string."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _utf8_chunks(text: str) -> Iterable[bytes]:
+    """``text`` in UTF-8, in pieces of at most ``_WORD_BYTES`` that end on a character
+    (RFC 2047 section 5: each encoded word must decode on its own)."""
+    chunk = b""
+    for char in text:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > _WORD_BYTES:
+            yield chunk
+            chunk = b""
+        chunk += encoded
+    if chunk:
+        yield chunk
 
 
 def raw_header(name: str, value: str) -> bytes:

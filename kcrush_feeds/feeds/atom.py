@@ -1,9 +1,8 @@
-"""Atom 1.0 (RFC 4287) as bytes. Pure: a channel and its entries in, bytes out.
+"""Atom 1.0 (RFC 4287) as bytes, written through feedgen. Pure: values in, bytes out.
 
-Why lxml directly and not feedgen (declared in pyproject.toml, but nothing imports it):
-feedgen 1.0.0 drops ``rel``/``type``/``length`` from Atom entry links (an image enclosure
-becomes a second alternate link: an invalid feed, upstream issue #135), stamps ``updated``
-with the build time, prepends entries and cannot add the ``<?xml-stylesheet?>`` instruction.
+feedgen builds the document; ``feedgen_fixes`` neutralises its defaults and defects (dates
+that default to now(), prepended entries, entry links that lose rel/type/length, the
+generator, the stylesheet instruction).
 """
 
 from __future__ import annotations
@@ -11,74 +10,76 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from lxml import etree
-
-from kcrush_feeds.feeds.entries import GENERATOR, MEDIA_TYPES, Channel, Entry, feed_updated, rfc3339
-from kcrush_feeds.feeds.xmltree import ATOM_NS, document, sub
+from kcrush_feeds.feeds import feedgen_fixes as fix
+from kcrush_feeds.feeds.entries import GENERATOR, MEDIA_TYPES, Channel, Entry, feed_updated
 
 
-def _atom(tag: str) -> str:
-    return f"{{{ATOM_NS}}}{tag}"
-
-
-def _distinct_rfc3339(moment: datetime, seen: dict[str, int]) -> str:
-    """RFC 3339, written differently (not differently timed) for a repeated instant.
+def _distinct_updated(moment: datetime, seen: dict[str, int]) -> str | None:
+    """None for the first entry updated at ``moment``; for the n-th repeat, the same
+    instant with n fractional zeros (``10:00:00.0+00:00``).
 
     Scheduled posts often go out in the same second, and the W3C validator warns about two
     entries whose ``updated`` strings are equal (it suspects a build time stamped on every
-    entry). The n-th repeat gets n fractional zeros: ``10:00:00.0Z`` is the same instant.
+    entry). The spelling follows feedgen's (``datetime.isoformat``).
     """
-    text = rfc3339(moment)
+    text = moment.isoformat()
     repeats = seen.get(text, 0)
     seen[text] = repeats + 1
-    return text if repeats == 0 else f"{text[:-1]}.{'0' * repeats}Z"
+    if repeats == 0:
+        return None
+    seconds, offset = text[:19], text[19:]
+    return f"{seconds}.{'0' * repeats}{offset}"
 
 
 def render_atom(channel: Channel, entries: Sequence[Entry]) -> bytes:
     """Atom 1.0 (RFC 4287): self and alternate links, one alternate link per entry, the
     image as ``link rel="enclosure"`` with type and length, HTML summary and content."""
-    feed = etree.Element(_atom("feed"), nsmap={None: ATOM_NS})
-    feed.set("{http://www.w3.org/XML/1998/namespace}lang", channel.language)
-    sub(feed, _atom("id"), channel.url("atom"))
-    sub(feed, _atom("title"), channel.title)
+    fg = fix.new_feed(GENERATOR, rss=False, stylesheet=channel.stylesheet)
+    fg.language(channel.language)  # xml:lang
+    fg.id(channel.url("atom"))
+    fg.title(channel.title)
     if channel.description:
-        sub(feed, _atom("subtitle"), channel.description)
-    sub(feed, _atom("updated"), rfc3339(feed_updated(entries)))
-    sub(feed, _atom("link"), rel="self", type=MEDIA_TYPES["atom"], href=channel.url("atom"))
-    # WebSub (issue 13): the hub next to rel="self", which is the topic URL it announces.
-    if channel.hub:
-        sub(feed, _atom("link"), rel="hub", href=channel.hub)
-    sub(feed, _atom("link"), rel="alternate", type="text/html", href=channel.site_url)
-    author = sub(feed, _atom("author"))
-    sub(author, _atom("name"), channel.site_title)
-    sub(author, _atom("uri"), channel.site_url)
-    sub(feed, _atom("generator"), GENERATOR)
+        fg.subtitle(channel.description)
+    fix.set_updated(fg, feed_updated(entries))
+    fg.link(href=channel.url("atom"), rel="self", type=MEDIA_TYPES["atom"])
+    if channel.hub:  # WebSub (issue 13): the hub next to rel="self", the topic it announces
+        fg.link(href=channel.hub, rel="hub")
+    fg.link(href=channel.site_url, rel="alternate", type="text/html")
+    fg.author(name=channel.site_title, uri=channel.site_url)
     if channel.image:
-        sub(feed, _atom("logo"), channel.image)
+        fg.logo(channel.image)
     seen_updated: dict[str, int] = {}
     for entry in entries:
-        el = sub(feed, _atom("entry"))
-        sub(el, _atom("id"), entry.atom_id)
-        sub(el, _atom("title"), entry.title, type="text")
-        sub(el, _atom("published"), rfc3339(entry.published))
-        sub(el, _atom("updated"), _distinct_rfc3339(entry.updated, seen_updated))
-        sub(el, _atom("link"), rel="alternate", type="text/html", href=entry.url)
+        fe = fix.add_entry(fg)
+        fe.id(entry.atom_id)
+        fe.title(entry.title)
+        fix.set_atom_dates(
+            fe,
+            entry.published,
+            entry.updated,
+            updated_text=_distinct_updated(entry.updated, seen_updated),
+        )
+        # Both links go through link(); feedgen_fixes restores the rel, type and length
+        # that feedgen drops from entry links.
+        fe.link(href=entry.url, rel="alternate", type="text/html")
         if entry.image is not None:
             img = entry.image
-            link = sub(el, _atom("link"), rel="enclosure", type=img.type, href=img.url)
+            enclosure = {"href": img.url, "rel": "enclosure", "type": img.type}
             if img.length:
-                link.set("length", str(img.length))
+                enclosure["length"] = str(img.length)
             if img.alt:
-                link.set("title", img.alt)
-        for name in entry.authors:
-            sub(sub(el, _atom("author")), _atom("name"), name)
-        for name in entry.categories:
-            sub(el, _atom("category"), term=name)
+                enclosure["title"] = img.alt
+            fe.link(enclosure)
+        if entry.authors:
+            fe.author([{"name": name} for name in entry.authors])
+        if entry.categories:
+            fe.category([{"term": name} for name in entry.categories])
         if entry.summary_html:
-            sub(el, _atom("summary"), entry.summary_html, type="html")
+            fe.summary(entry.summary_html, type="html")
         elif not entry.content_html:
             # Neither summary nor body: the validator wants some text, readers show this.
-            sub(el, _atom("summary"), entry.title, type="text")
+            fe.summary(entry.title, type="text")
         if entry.content_html:
-            sub(el, _atom("content"), entry.content_html, type="html")
-    return document(feed, channel.stylesheet)
+            fe.content(entry.content_html, type="html")
+    data: bytes = fg.atom_str(pretty=True)
+    return data

@@ -27,6 +27,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,7 +46,14 @@ from kcrush_feeds.feeds.pages import (
     render_stylesheet,
     templates_key,
 )
-from kcrush_feeds.feeds.slugs import check_unique, name_key, slugify
+from kcrush_feeds.feeds.slugs import (
+    CLASH_HINT,
+    check_unique,
+    clash_message,
+    clashing_slugs,
+    name_key,
+    slugify,
+)
 from kcrush_feeds.store import records as store_records
 from kcrush_feeds.store.db import Store, to_timestamp
 
@@ -86,6 +94,8 @@ class BuildReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)  # of feeds gone from the plan, kept
+    # Record categories whose feed was not built: their slug clashes (the rest is built).
+    clashes: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -98,17 +108,22 @@ class BuildReport:
         )
         if self.stale:
             text += f", {len(self.stale)} left over (build --prune removes them)"
+        if self.clashes:
+            text += f", {len(self.clashes)} not built (two categories share a slug)"
         return text
 
 
 # --- planning ------------------------------------------------------------------------------
 
 
-def plan_feeds(config: Config, store: Store) -> list[FeedSpec]:
+def plan_feeds(config: Config, store: Store, clashes: list[str] | None = None) -> list[FeedSpec]:
     """The feeds to build: "all", the configured categories, then (with
     ``feeds.auto_categories``) one per record category no configured feed gathers.
 
-    Raises ``FeedError`` when two feeds would share a directory.
+    Raises ``FeedError`` when two configured feeds would share a directory. A record
+    category whose slug another feed has (``K Drama`` next to ``K-Drama``) gets no feed;
+    with ``clashes`` the reason is added there and every other feed is planned, without
+    it ``FeedError`` is raised.
     """
     feeds_cfg = config.feeds
     site = config.site
@@ -135,29 +150,34 @@ def plan_feeds(config: Config, store: Store) -> list[FeedSpec]:
                 configured=True,
             )
         )
+    check_unique((spec.slug, f"the feed {spec.title!r}") for spec in specs)
     if feeds_cfg.auto_categories:
         # Withdrawn and future records count too: their category keeps a (possibly empty)
         # feed rather than leaving stale files behind.
-        for key, name in store_records.category_keys(store):
-            if key in claimed:
+        unclaimed = [(k, n) for k, n in store_records.category_keys(store) if k not in claimed]
+        titles = {spec.slug: spec.title for spec in specs}
+        clashing = clashing_slugs((n for _, n in unclaimed), taken=titles)
+        for slug, names in clashing.items():
+            whats = [f"the feed {n!r} (an unconfigured record category)" for n in names]
+            if slug in titles:
+                whats.append(f"the feed {titles[slug]!r}")
+            message = clash_message(slug, whats)
+            if clashes is None:
+                raise FeedError(message, hint=CLASH_HINT)
+            clashes.append(message)
+        for key, name in unclaimed:
+            slug = slugify(name)
+            if slug in clashing:
                 continue
             specs.append(
                 FeedSpec(
-                    slug=slugify(name),
+                    slug=slug,
                     title=name,
                     description=f"{name} from {site.title}",
                     keys=(key,),
                     configured=False,
                 )
             )
-    check_unique(
-        (
-            spec.slug,
-            f"the feed {spec.title!r}"
-            + ("" if spec.configured else " (an unconfigured record category)"),
-        )
-        for spec in specs
-    )
     return specs
 
 
@@ -197,6 +217,34 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             Path(tmp).unlink()
         raise
+
+
+# What write_atomic's mkstemp leaves when the process dies before the rename (SIGKILL).
+_TEMP_RE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+STALE_TEMP_AGE = 600.0  # seconds: older temp files belong to no running build
+
+
+def remove_stale_temp_files(output_dir: Path, *, older_than: float) -> list[Path]:
+    """Remove the temporary files of earlier, killed builds from ``output_dir`` and the
+    feed directories in it; ``older_than`` is a wall-clock time (file mtimes are): a
+    newer temp file may belong to a build running now."""
+    removed: list[Path] = []
+    directories = [output_dir]
+    with contextlib.suppress(OSError):
+        directories += [e for e in output_dir.iterdir() if e.is_dir() and not e.is_symlink()]
+    for directory in directories:
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            if not _TEMP_RE.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_mtime < older_than:
+                    Path(entry.path).unlink()
+                    removed.append(Path(entry.path))
+    return removed
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:
@@ -302,8 +350,10 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise FeedError(f"{output_dir}: cannot create the output directory: {e.strerror}") from e
+    # File times are wall-clock times, whatever ``now`` is pinned to.
+    remove_stale_temp_files(output_dir, older_than=time.time() - STALE_TEMP_AGE)
     try:
-        specs = plan_feeds(config, store)
+        specs = plan_feeds(config, store, report.clashes)
         report.feeds = len(specs)
         state = _State.load(output_dir / STATE_NAME)
         planned: set[str] = set()

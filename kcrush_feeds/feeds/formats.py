@@ -11,7 +11,7 @@ from kcrush_feeds.feeds.rss import render_rss
 
 # Bump when the bytes a writer produces change for the same input, so ``build`` rewrites
 # every feed once instead of trusting what it remembered about the old files.
-FORMAT_VERSION = "2"
+FORMAT_VERSION = "3"  # 3: RSS and Atom written through feedgen
 
 RENDERERS: dict[str, Callable[[Channel, Sequence[Entry]], bytes]] = {
     "rss": render_rss,

@@ -1,4 +1,5 @@
-"""OPML 2.0: the subscription list of every feed, as bytes. Pure: values in, bytes out."""
+"""OPML 2.0: the subscription list of every feed, as bytes, written with lxml. Pure: values
+in, bytes out."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from collections.abc import Sequence
 from lxml import etree
 
 from kcrush_feeds.feeds.entries import Listing
-from kcrush_feeds.feeds.xmltree import document, sub
 
 
 def preferred_format(formats: Sequence[str]) -> str:
@@ -22,12 +22,11 @@ def render_opml(title: str, site_url: str, listings: Sequence[Listing]) -> bytes
     subscribe to the same feed two or three times.
     """
     opml = etree.Element("opml", {"version": "2.0"})
-    head = sub(opml, "head")
-    sub(head, "title", title)
-    body = sub(opml, "body")
+    head = etree.SubElement(opml, "head")
+    etree.SubElement(head, "title").text = title
+    body = etree.SubElement(opml, "body")
     for listing in listings:
         fmt = preferred_format(list(listing.urls))
-        # Attributes as a dict: "text" is both an OPML attribute and sub's parameter.
         outline = etree.SubElement(
             body,
             "outline",
@@ -41,4 +40,7 @@ def render_opml(title: str, site_url: str, listings: Sequence[Listing]) -> bytes
         )
         if listing.description:
             outline.set("description", listing.description)
-    return document(opml, None)
+    data: bytes = etree.tostring(
+        opml.getroottree(), xml_declaration=True, encoding="UTF-8", pretty_print=True
+    )
+    return data

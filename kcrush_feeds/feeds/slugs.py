@@ -63,15 +63,37 @@ def slugify(name: str) -> str:
     return f"{readable}-{_hash(name)}"
 
 
+CLASH_HINT = (
+    "give one of them another slug in [[feeds.categories]], or list the "
+    "record category in the 'match' of the feed that should gather it"
+)
+
+
+def clash_message(slug: str, whats: Iterable[str]) -> str:
+    """``A and B would both write the feeds in slug/``."""
+    return f"{' and '.join(whats)} would both write the feeds in {slug}/"
+
+
 def check_unique(named: Iterable[tuple[str, str]]) -> None:
     """Refuse (``FeedError``) when two feeds, given as ``(slug, what)``, share a slug."""
     seen: dict[str, str] = {}
     for slug, what in named:
         other = seen.get(slug)
         if other is not None:
-            raise FeedError(
-                f"{what} and {other} would both write the feeds in {slug}/",
-                hint="give one of them another slug in [[feeds.categories]], or list the "
-                "record category in the 'match' of the feed that should gather it",
-            )
+            raise FeedError(clash_message(slug, (what, other)), hint=CLASH_HINT)
         seen[slug] = what
+
+
+def clashing_slugs(names: Iterable[str], taken: Iterable[str] = ()) -> dict[str, list[str]]:
+    """Slugs that two of ``names`` (or one of them and a slug in ``taken``) would share,
+    with the names that share each: a record category name can be anything, so this is
+    reported, never a reason to stop (see ``feeds.build``)."""
+    by_slug: dict[str, dict[str, str]] = {}
+    for name in names:
+        by_slug.setdefault(slugify(name), {}).setdefault(name_key(name), name)
+    taken = set(taken)
+    return {
+        slug: list(group.values())
+        for slug, group in by_slug.items()
+        if len(group) > 1 or slug in taken
+    }

@@ -18,8 +18,35 @@ from kcrush_feeds.records.normalize import normalize
 from kcrush_feeds.records.readers import BadLine, Format, RawRecord, open_source, read_records
 from kcrush_feeds.store import records as store_records
 from kcrush_feeds.store.db import Store
+from kcrush_feeds.store.staging import StagedRecords
 
 BATCH = 2_000
+KEEP_PROBLEMS = 1_000  # messages of each kind kept in memory; the rest are only counted
+
+
+class Problems(list["Problem"]):
+    """A list of problems that keeps the first ``KEEP_PROBLEMS`` and counts the rest.
+
+    ``len()`` is the full count; iterating and slicing give the kept ones. A file of a
+    million bad lines costs a thousand messages of memory, not a million.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    def append(self, problem: Problem) -> None:
+        if super().__len__() < KEEP_PROBLEMS:
+            super().append(problem)
+        else:
+            self.dropped += 1
+
+    def extend(self, problems: Iterable[Problem]) -> None:
+        for problem in problems:
+            self.append(problem)
+
+    def __len__(self) -> int:
+        return super().__len__() + self.dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,9 +67,11 @@ class ImportReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
-    rejected: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)
+    rejected: list[Problem] = field(default_factory=Problems)
+    warnings: list[Problem] = field(default_factory=Problems)
     rolled_back: bool = False
+    # id -> (file, line) where it was first seen in this import, over all its files
+    first_seen: dict[str, tuple[str, int]] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -65,10 +94,6 @@ class ImportReport:
         if self.rolled_back:
             text += " (--strict: nothing was stored)"
         return text
-
-
-class _StrictAbort(Exception):
-    """Raised inside the strict transaction to roll it back after the whole input was read."""
 
 
 def import_files(
@@ -101,18 +126,24 @@ def _import_all(
     strict: bool,
 ) -> None:
     if strict:
+        # Read and check everything into a staging area that takes no lock on the store;
+        # take the write lock only to move the records in (a concurrent send or subscribe
+        # waits for that move, not for the whole input).
+        staged = StagedRecords(store)
         try:
+            for name in names:
+                _import_one(store, name, fmt, tz, now, report, progress, stage=staged)
+            if report.rejected:
+                report.rolled_back = True
+                return
             with store.transaction():
-                for name in names:
-                    _import_one(store, name, fmt, tz, now, report, progress, commit=False)
-                if report.rejected:
-                    raise _StrictAbort
-        except _StrictAbort:
-            report.rolled_back = True
-            report.added = report.updated = report.unchanged = 0
+                for source, records in staged.batches(BATCH):
+                    report.count(store_records.upsert(store, records, source=source, now=now))
+        finally:
+            staged.clear()
         return
     for name in names:
-        _import_one(store, name, fmt, tz, now, report, progress, commit=True)
+        _import_one(store, name, fmt, tz, now, report, progress)
 
 
 def import_records(
@@ -128,8 +159,8 @@ def import_records(
     for _, _, record in records:
         batch[record.id] = record
         if len(batch) >= BATCH:
-            _flush(store, batch, source, now, report, commit=True)
-    _flush(store, batch, source, now, report, commit=True)
+            _flush(store, batch, source, now, report)
+    _flush(store, batch, source, now, report)
 
 
 def _import_one(
@@ -141,11 +172,11 @@ def _import_one(
     report: ImportReport,
     progress: Callable[[int], None] | None,
     *,
-    commit: bool,
+    stage: StagedRecords | None = None,
 ) -> None:
     label = "<stdin>" if name == "-" else name
     batch: dict[str, Record] = {}
-    first_line: dict[str, int] = {}  # id -> the line it first appeared on in this file
+    first_seen = report.first_seen
     try:
         stream = open_source(name)
         with stream if name != "-" else nullcontext(stream):
@@ -158,26 +189,27 @@ def _import_one(
                 record = _normalise(label, item, tz, report)
                 if record is None:
                     continue
-                seen = first_line.setdefault(record.id, item.line)
-                if seen != item.line:
+                seen = first_seen.setdefault(record.id, (label, item.line))
+                if seen != (label, item.line):
+                    where = f"line {seen[1]}" if seen[0] == label else f"{seen[0]}:{seen[1]}"
                     report.warnings.append(
                         Problem(
                             label,
                             item.line,
-                            f"id: {record.id!r} appeared already on line "
-                            f"{seen}; this later record replaces it",
+                            f"id: {record.id!r} appeared already on {where}; "
+                            "this later record replaces it",
                         )
                     )
                 batch[record.id] = record
                 if len(batch) >= BATCH:
-                    _flush(store, batch, label, now, report, commit=commit)
+                    _flush(store, batch, label, now, report, stage=stage)
                     if progress:
                         progress(BATCH)
     except InputError as e:
         report.rejected.append(Problem(label, e.line, e.reason))
     finally:
         count = len(batch)
-        _flush(store, batch, label, now, report, commit=commit)
+        _flush(store, batch, label, now, report, stage=stage)
         if progress and count:
             progress(count)
 
@@ -199,11 +231,14 @@ def _flush(
     now: datetime,
     report: ImportReport,
     *,
-    commit: bool,
+    stage: StagedRecords | None = None,
 ) -> None:
     if not batch:
         return
     records = list(batch.values())
     batch.clear()
-    with store.transaction() if commit else nullcontext():
+    if stage is not None:
+        stage.add(records, source=source)
+        return
+    with store.transaction():
         report.count(store_records.upsert(store, records, source=source, now=now))

@@ -18,6 +18,9 @@ from kcrush_feeds.model import Image, Record
 from kcrush_feeds.text import has_tags, plain_text, strip_controls
 
 MAX_TITLE = 1_000  # characters
+# A title longer than this before its tags are stripped is refused without reading it.
+MAX_TITLE_INPUT = 16 * MAX_TITLE
+MAX_LENGTH = 2**63 - 1  # image.length: what SQLite's INTEGER holds
 MAX_SUMMARY = 100_000
 MAX_CONTENT_BYTES = 1024 * 1024  # larger bodies are stored without their full text
 MAX_URL = 2_048
@@ -26,7 +29,8 @@ MAX_LIST = 100  # categories, tags or authors on one record
 _ABSOLUTE_URL = re.compile(
     r"(?i)https?://(?:[^/?#@\s]*@)?(?:\[[0-9a-f:.]+\]|[^/?#@:\s\[\]]+)(?::\d*)?(?:[/?#]|$)"
 )
-_BAD_URL_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
+# Lone surrogates too: text from JSON may carry "\ud800", which SQLite cannot store.
+_BAD_URL_CHAR = re.compile("[\\s\x00-\x1f\x7f\ud800-\udfff]")
 _MIME_RE = re.compile(r"[\w.+-]+/[\w.+-]+")
 
 KNOWN_FIELDS = frozenset(
@@ -149,6 +153,8 @@ def _title(value: object, warnings: list[str]) -> str:
         raise RecordError("title", "missing: every record needs a title")
     if not isinstance(value, str):
         raise RecordError("title", f"expected text, got {_kind(value)}")
+    if len(value) > MAX_TITLE_INPUT:
+        raise RecordError("title", f"is {len(value):,} characters; the limit is {MAX_TITLE:,}")
     text, removed = strip_controls(value)
     if removed:
         warnings.append(f"title: removed {removed} control character(s)")
@@ -269,10 +275,14 @@ def _image(raw: Mapping[str, Any]) -> Image | None:
     length = spec.get("length")
     try:
         size = 0 if length in (None, "") else int(length)
-    except (TypeError, ValueError):
-        raise RecordError("image.length", f"{length!r} is not a number of bytes") from None
+    except (TypeError, ValueError, OverflowError):
+        raise RecordError(
+            "image.length", f"{_short(str(length))!r} is not a number of bytes"
+        ) from None
     if size < 0 or isinstance(length, bool | float):
         raise RecordError("image.length", f"{length!r} is not a number of bytes")
+    if size > MAX_LENGTH:
+        raise RecordError("image.length", f"{size:,} bytes is more than any image can be")
     return Image(url=url, alt=plain_text(strip_controls(alt)[0]), type=mime.lower(), length=size)
 
 

@@ -13,6 +13,7 @@ import codecs
 import csv
 import io
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from kcrush_feeds.errors import InputError, UsageError
+from kcrush_feeds.records.jsonsafe import BadValue, decode_record, split_array
 
 Format = Literal["json", "jsonl", "csv"]
 _EXTENSIONS: dict[str, Format] = {
@@ -30,6 +32,7 @@ _EXTENSIONS: dict[str, Format] = {
 }
 REQUIRED_CSV_COLUMNS = ("url", "title", "published")
 _CHUNK = 1 << 16
+_LINE_END = re.compile(r"\r\n|\r|\n")
 csv.field_size_limit(64 * 1024 * 1024)  # content_html cells can be large
 
 
@@ -90,21 +93,37 @@ def read_records(
 
 
 def _utf8_text(name: str, stream: BinaryIO) -> Iterator[str]:
-    """Decoded chunks; a byte that is not UTF-8 ends the file with a message saying where."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    offset = 0
+    """Decoded chunks; a byte that is not UTF-8 ends the file with a message saying where.
+
+    The text before the bad byte is yielded first, so the records it holds are kept.
+    """
+    pending = b""  # the start of a character cut by the chunk boundary
+    offset = 0  # bytes of the file before ``pending``
+    line = 1
+    first = True
     while True:
         chunk = stream.read(_CHUNK)
+        data = pending + chunk
         try:
-            text = decoder.decode(chunk, final=not chunk)
+            text, used = codecs.utf_8_decode(data, "strict", not chunk)
         except UnicodeDecodeError as e:
+            good = data[: e.start].decode("utf-8")
+            if good:
+                yield good.removeprefix("\ufeff") if first else good
             raise InputError(
                 name,
-                f"not UTF-8 text (byte 0x{chunk[e.start]:02x} at offset "
-                f"{offset + e.start}); save the file as UTF-8",
+                f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
+                f"{offset + e.start}); records before this line were read, the rest "
+                "of the file was not; save the file as UTF-8",
+                line=line + good.count("\n"),
             ) from e
-        offset += len(chunk)
+        if first and text:
+            text = text.removeprefix("\ufeff")
+            first = False
+        pending = data[used:]
+        offset += used
         if text:
+            line += text.count("\n")
             yield text
         if not chunk:
             return
@@ -127,93 +146,40 @@ def _read_jsonl(name: str, stream: BinaryIO) -> Iterator[RawRecord | BadLine]:
             )
             continue
         try:
-            data = json.loads(line)
+            data = decode_record(line)
         except json.JSONDecodeError as e:
             yield BadLine(number, "line", f"not valid JSON: {e.msg} at column {e.colno}")
             continue
-        if not isinstance(data, dict):
-            yield BadLine(number, "line", "expected a JSON object {...} on each line")
+        if isinstance(data, BadValue):
+            yield BadLine(number, data.field, data.reason)
             continue
         yield RawRecord(number, data)
 
 
 def _read_json_array(name: str, chunks: Iterator[str]) -> Iterator[RawRecord | BadLine]:
-    decoder = json.JSONDecoder()
-    buffer = ""
-    pos = 0
-    line = 1  # line number at ``pos``
-    more = True
-
-    def fill() -> bool:
-        nonlocal buffer, pos
-        chunk = next(chunks, None)
-        if chunk is None:
-            return False
-        buffer = buffer[pos:] + chunk
-        pos = 0
-        return True
-
-    def skip_space() -> None:
-        nonlocal pos, line, more
-        while True:
-            while pos < len(buffer) and buffer[pos] in " \t\r\n":
-                if buffer[pos] == "\n":
-                    line += 1
-                pos += 1
-            if pos < len(buffer) or not more:
-                return
-            more = fill()
-
-    more = fill()
-    skip_space()
-    if buffer[pos : pos + 1] != "[":
-        raise InputError(name, "expected a JSON array of records starting with '['", line=line)
-    pos += 1
-    first = True
-    while True:
-        skip_space()
-        if buffer[pos : pos + 1] == "]":
-            pos += 1
-            skip_space()
-            if pos < len(buffer):
-                raise InputError(name, "unexpected text after the closing ']'", line=line)
-            return
-        if not first:
-            if buffer[pos : pos + 1] != ",":
-                raise InputError(
-                    name, "not valid JSON: expected ',' or ']' between records", line=line
-                )
-            pos += 1
-            skip_space()
-        first = False
-        while True:
-            try:
-                data, end = decoder.raw_decode(buffer, pos)
-                break
-            except json.JSONDecodeError as e:
-                if more:  # the object may run past the buffer: read on and try again
-                    more = fill()
-                    continue
-                where = line + buffer.count("\n", pos, e.pos)
-                raise InputError(
-                    name,
-                    f"not valid JSON: {e.msg}; records before this line "
-                    "were read, the rest of the file was not",
-                    line=where,
-                ) from e
-        start_line = line
-        line += buffer.count("\n", pos, end)
-        pos = end
-        if isinstance(data, dict):
-            yield RawRecord(start_line, data)
+    for line, text in split_array(name, chunks):
+        try:
+            data = decode_record(text)
+        except json.JSONDecodeError as e:
+            raise InputError(
+                name,
+                f"not valid JSON: {e.msg}; records before this line were read, "
+                "the rest of the file was not",
+                line=line + text.count("\n", 0, e.pos),
+            ) from e
+        if isinstance(data, BadValue):
+            yield BadLine(line, data.field, data.reason)
         else:
-            yield BadLine(start_line, "record", "expected a JSON object {...}")
+            yield RawRecord(line, data)
 
 
 def _read_csv(name: str, chunks: Iterator[str]) -> Iterator[RawRecord | BadLine]:
     lines = _lines(chunks)
     reader = csv.DictReader(lines, restval=None)
-    header = reader.fieldnames or []
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as e:
+        raise InputError(name, f"the CSV header is not valid CSV: {e}", line=1) from e
     columns = [c.strip() for c in header]
     missing = [c for c in REQUIRED_CSV_COLUMNS if c not in columns]
     if "categories" not in columns and "category" not in columns:
@@ -227,7 +193,15 @@ def _read_csv(name: str, chunks: Iterator[str]) -> Iterator[RawRecord | BadLine]
         )
     reader.fieldnames = columns
     previous_end = 1
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:  # one malformed row: report it, read on from the next line
+            yield BadLine(previous_end + 1, "line", f"not valid CSV: {e}")
+            previous_end = reader.line_num
+            continue
         start = previous_end + 1
         previous_end = reader.line_num
         if None in row:
@@ -243,12 +217,21 @@ def _read_csv(name: str, chunks: Iterator[str]) -> Iterator[RawRecord | BadLine]
 
 
 def _lines(chunks: Iterator[str]) -> Iterator[str]:
-    """Lines ending in "\n" only: str.splitlines would also split on \x0b, \x1c, U+2028."""
-    rest = ""
+    """Lines ending in "\n", "\r\n" or a lone "\r" (old Mac files), in linear time.
+
+    Not str.splitlines: that would also split on \x0b, \x1c, U+2028 inside a cell.
+    """
+    pending: list[str] = []  # pieces of a line longer than a chunk
     for chunk in chunks:
-        parts = (rest + chunk).split("\n")
-        rest = parts.pop()
-        for part in parts:
-            yield part + "\n"
-    if rest:
-        yield rest
+        start = 0
+        for m in _LINE_END.finditer(chunk):
+            if m.end() == len(chunk) and m[0] == "\r":
+                break  # a "\n" may open the next chunk
+            pending.append(chunk[start : m.end()])
+            yield "".join(pending)
+            pending.clear()
+            start = m.end()
+        if start < len(chunk):
+            pending.append(chunk[start:])
+    if pending:
+        yield "".join(pending)

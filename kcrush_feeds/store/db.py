@@ -10,10 +10,11 @@ package writes SQL.
 
 from __future__ import annotations
 
+import os
 import re
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,10 @@ from typing import TypeVar
 
 from kcrush_feeds.errors import StoreError
 
+_STORE_HINT = (
+    "check the free disk space, that the store and its directory are writable, and that no "
+    "other program holds a lock on it"
+)
 _MIGRATION_RE = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 # SQLite allows 32766 bound parameters since 3.32 but 999 before: 500 ids per statement
 # stays under both, and a build's read of 20 000 entries is still only 40 statements.
@@ -81,6 +86,10 @@ class Store:
             raise StoreError(f"{path}: no store here", hint="run 'kcrush-feeds init' first")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                # Created 0600 before SQLite touches it: the store holds every subscriber's
+                # address, and SQLite gives its WAL and shared-memory files this same mode.
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (see transaction()).
             conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
             conn.execute("PRAGMA journal_mode = WAL")
@@ -140,15 +149,31 @@ class Store:
             raise StoreError(f"{self.path}: cannot start a transaction: {e}") from e
         try:
             yield self.conn
+        except sqlite3.Error as e:
+            self._rollback()
+            raise StoreError(
+                f"{self.path}: cannot write: {e}; nothing of this transaction was stored",
+                hint=_STORE_HINT,
+            ) from e
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
         else:
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.Error as e:
+                self._rollback()
+                raise StoreError(
+                    f"{self.path}: cannot commit: {e}; nothing of this transaction was stored",
+                    hint=_STORE_HINT,
+                ) from e
+
+    def _rollback(self) -> None:
+        """ROLLBACK, unless SQLite already rolled back by itself (a full disk, an I/O
+        error: then a ROLLBACK would fail with "no transaction is active" and hide why)."""
+        if self.conn.in_transaction:
+            with suppress(sqlite3.Error):
                 self.conn.execute("ROLLBACK")
-                raise StoreError(f"{self.path}: cannot commit: {e}") from e
 
     @contextmanager
     def bulk(self) -> Iterator[None]:

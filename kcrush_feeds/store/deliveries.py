@@ -14,7 +14,13 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from kcrush_feeds.model import Delivery, DeliveryCounts, Outcome, PendingSubscriber
+from kcrush_feeds.model import (
+    UNCERTAIN_PREFIX,
+    Delivery,
+    DeliveryCounts,
+    Outcome,
+    PendingSubscriber,
+)
 from kcrush_feeds.store.db import Store, to_timestamp
 
 PAGE = 500  # subscribers fetched per query: memory stays flat whatever the list size
@@ -106,7 +112,11 @@ def write_results(
             (
                 d.digest_id,
                 d.subscriber_id,
-                d.result.outcome.value,
+                # An uncertain result is a deferred row whose reply says "uncertain: ...":
+                # pending, so the next run tries once more (see uncertain_ids).
+                Outcome.DEFERRED.value
+                if d.result.outcome is Outcome.UNCERTAIN
+                else d.result.outcome.value,
                 d.message_id,
                 d.result.attempts,
                 d.result.reply[:1000],
@@ -130,6 +140,17 @@ def write_results(
             if d.result.outcome is Outcome.FAILED and d.result.hard_bounce
         ],
     )
+
+
+def uncertain_ids(store: Store, digest_id: int) -> frozenset[int]:
+    """Subscribers whose last try for ``digest_id`` was uncertain (the reply to the final
+    dot was lost): the next try is their last."""
+    rows = store.conn.execute(
+        "SELECT subscriber_id FROM deliveries WHERE digest_id = ? AND status = 'deferred' "
+        "AND last_reply LIKE ?",
+        (digest_id, UNCERTAIN_PREFIX + "%"),
+    ).fetchall()
+    return frozenset(row[0] for row in rows)
 
 
 def record_results(

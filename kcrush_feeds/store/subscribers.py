@@ -167,3 +167,15 @@ def delete(store: Store, subscriber_id: int) -> None:
     """Forget a subscriber and their delivery history."""
     store.conn.execute("DELETE FROM deliveries WHERE subscriber_id = ?", (subscriber_id,))
     store.conn.execute("DELETE FROM subscribers WHERE id = ?", (subscriber_id,))
+
+
+def confirm_generation(store: Store, email: str) -> str | None:
+    """What a confirm link is checked against: when the address last unsubscribed ("" if
+    it never did), None if unknown. Unsubscribing changes it, so a link sent before an
+    unsubscribe stops confirming, even once the address has asked to subscribe again."""
+    row = store.conn.execute(
+        "SELECT unsubscribed_at FROM subscribers WHERE email_key = ?", (email_key(email),)
+    ).fetchone()
+    if row is None:
+        return None
+    return "" if row[0] is None else str(row[0])

@@ -20,6 +20,7 @@ from typing import Any, Literal, TextIO, get_args
 from email_validator import EmailNotValidError, validate_email
 
 from kcrush_feeds.catalogue import Catalogue
+from kcrush_feeds.csvcells import neutralise, restore
 from kcrush_feeds.errors import InputError, UsageError
 from kcrush_feeds.model import Subscriber, email_key
 from kcrush_feeds.records.importer import Problem
@@ -334,6 +335,8 @@ def _read_rows(
         reader.fieldnames = columns
         for record in reader:
             line = reader.line_num
+            # Cells an export neutralised against spreadsheet formulas get their value back.
+            record = {k: restore(v) if isinstance(v, str) else v for k, v in record.items()}
             try:
                 row = _parse_row(record, line, catalogue)
             except _RowError as e:
@@ -451,6 +454,7 @@ def export_subscribers(store: Store, out: TextIO, *, status: str | None = None) 
     writer.writerow(CSV_COLUMNS)
     count = 0
     for s in iter_subscribers(store, status=status):
-        writer.writerow([s.email, s.name, "|".join(s.categories or ()), s.status])
+        cells = [s.email, s.name, "|".join(s.categories or ()), s.status]
+        writer.writerow([neutralise(cell) for cell in cells])
         count += 1
     return count

@@ -95,9 +95,13 @@ def create_app(
     ]
     # Returned mail: the relays' bounce and complaint webhooks (see web/webhooks.py).
     routes += webhook_routes(Webhooks(config, service.db, now))
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=guards.middleware(service.settings),
         lifespan=service.lifespan,
         exception_handlers={HTTPException: error_page, Exception: error_page},
     )
+    # No endpoint redirects: Starlette's slash redirect ("/subscribe/" -> "/subscribe") would
+    # build its Location from the request's Host header, an open redirect. A 404 instead.
+    app.router.redirect_slashes = False
+    return app

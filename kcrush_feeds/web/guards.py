@@ -33,6 +33,10 @@ CSRF_TTL = 24 * 3600  # seconds a form stays usable: a tab left open over lunch 
 HONEYPOT_FIELD = "website"  # invisible to people; bots fill every field they see
 ONE_CLICK = ("List-Unsubscribe", "One-Click")  # RFC 8058 section 3.1: the exact body
 MAX_FIELDS = 64  # form fields per request: the biggest form has a few categories
+# Confirmation mails one mailbox gets in a day, whoever asks for them and from where: the
+# form must not be a way to flood someone's inbox.
+MAILS_PER_MAILBOX_PER_DAY = 5
+DAY = 24 * 3600.0
 
 # Security headers on every answer. Tokens travel in URLs, so no Referer may carry them
 # away; the pages need nothing but their own inline style.
@@ -88,24 +92,42 @@ class SlidingWindow:
 
 
 class Csrf:
-    """Signed double-submit tokens: a random cookie, and a form field that is an HMAC of it.
+    """Signed double-submit tokens: a signed random cookie, and a form field that is an
+    HMAC of that cookie.
 
     A page with a form sets the cookie (``SameSite=Strict``, ``HttpOnly``) and puts
     ``ISSUED.MAC(cookie, ISSUED)`` in the form. Another site can make a browser post to us,
-    but cannot read the cookie or our pages, so it cannot produce a matching field.
+    but cannot read the cookie or our pages, so it cannot produce a matching field. The
+    cookie is ``RANDOM.MAC(RANDOM)``: only one this server made is taken, so a cookie
+    planted in the browser (from a sibling domain) with a value of the attacker's choosing
+    is replaced, not given a token.
     """
 
     def __init__(self, secret: bytes, ttl: int = CSRF_TTL) -> None:
         self._key = hmac.new(secret, b"kcrush-feeds/csrf", hashlib.sha256).digest()
+        self._cookie_key = hmac.new(secret, b"kcrush-feeds/csrf-cookie", hashlib.sha256).digest()
         self.ttl = ttl
 
-    @staticmethod
-    def new_nonce() -> str:
-        return secrets.token_urlsafe(24)
+    def _cookie_mac(self, random: str) -> str:
+        digest = hmac.new(self._cookie_key, random.encode("ascii"), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:12]).decode("ascii")
 
-    @staticmethod
-    def valid_nonce(value: str | None) -> bool:
-        return value is not None and re.fullmatch(r"[A-Za-z0-9_-]{32}", value) is not None
+    def new_nonce(self) -> str:
+        """A new cookie value: random, signed by this server."""
+        random = secrets.token_urlsafe(24)
+        return f"{random}.{self._cookie_mac(random)}"
+
+    def valid_nonce(self, value: str | None) -> bool:
+        """True for a cookie value this server made."""
+        if value is None or re.fullmatch(r"[A-Za-z0-9_-]{32}\.[A-Za-z0-9_-]{16}", value) is None:
+            return False
+        random, _, mac = value.partition(".")
+        return hmac.compare_digest(mac, self._cookie_mac(random))
+
+    def nonce_for(self, request: Request) -> str:
+        """The browser's CSRF cookie if this server made it, else a new one."""
+        current = request.cookies.get(CSRF_COOKIE)
+        return current if current is not None and self.valid_nonce(current) else self.new_nonce()
 
     def _mac(self, nonce: str, issued: int) -> str:
         digest = hmac.new(self._key, f"{nonce}\n{issued}".encode(), hashlib.sha256).digest()
@@ -202,12 +224,6 @@ def middleware(settings: SubscriptionsConfig) -> list[Middleware]:
 # --- request checks --------------------------------------------------------------------------
 
 
-def csrf_nonce(request: Request) -> str:
-    """The browser's CSRF cookie if it has a good one, else a new one."""
-    current = request.cookies.get(CSRF_COOKIE)
-    return current if current is not None and Csrf.valid_nonce(current) else Csrf.new_nonce()
-
-
 def csrf_ok(csrf: Csrf, request: Request, form: FormData, now: float) -> bool:
     """True if the form's CSRF field matches the browser's cookie (and has not expired)."""
     token = form.get(CSRF_FIELD)
@@ -247,6 +263,40 @@ def token_of(request: Request, form: FormData | None = None) -> str:
     if from_query and from_form and from_query != from_form:
         return ""
     return from_query or from_form
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox an address delivers to, for counting only (the address is stored as
+    given): case folded, and a ``+tag`` dropped from the local part, so that
+    ``Victim+1@Example.com`` and ``victim@example.com`` count as one mailbox."""
+    local, at, domain = address.strip().rpartition("@")
+    if not at:
+        return address.strip().lower()
+    base = local.split("+", 1)[0] or local  # "+tag@x" alone is a local part of its own
+    return f"{base.lower()}@{domain.lower()}"
+
+
+class MailboxLimit:
+    """How many confirmation mails a mailbox may get: ``limit`` per ``window``, and
+    ``per_day`` per day. Over either, the form still answers as always and nothing is
+    sent: the mails sent before carry a working link, and the owner is never told to
+    wait (429) because someone else used the form with their address."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        per_day: int = MAILS_PER_MAILBOX_PER_DAY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._short = SlidingWindow(limit, window, clock=clock)
+        self._day = SlidingWindow(per_day, DAY, clock=clock)
+
+    def allow(self, address: str) -> bool:
+        """Count one mail to ``address``'s mailbox; False if it must not be sent."""
+        key = mailbox_key(address)
+        return self._short.hit(key) is None and self._day.hit(key) is None
 
 
 def client_key(request: Request) -> str:

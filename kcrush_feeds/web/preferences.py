@@ -87,7 +87,7 @@ class Preferences:
             "preferences.html",
             data,
             status=status,
-            csrf_nonce=guards.csrf_nonce(request),
+            csrf_nonce=service.csrf.nonce_for(request),
             context={
                 "title": "Your newsletter preferences",
                 "subscriber": subscriber,

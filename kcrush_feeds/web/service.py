@@ -30,7 +30,7 @@ from kcrush_feeds.model import Subscriber
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions import subscribers
 from kcrush_feeds.web import guards
-from kcrush_feeds.web.guards import Csrf, SlidingWindow
+from kcrush_feeds.web.guards import Csrf, MailboxLimit, SlidingWindow
 from kcrush_feeds.web.mail import Mailer, Mails
 from kcrush_feeds.web.pages import Pages, root, template_environment
 
@@ -65,7 +65,7 @@ class Service:
     catalogue: Catalogue = field(init=False)
     csrf: Csrf = field(init=False)
     by_client: SlidingWindow = field(init=False)
-    by_address: SlidingWindow = field(init=False)
+    by_mailbox: MailboxLimit = field(init=False)
     list_name: str = field(init=False)
     base_url: str = field(init=False)
     pages: Pages = field(init=False)
@@ -79,7 +79,10 @@ class Service:
         self.csrf = Csrf(self.secret)
         window = self.settings.rate_limit_window.total_seconds()
         self.by_client = SlidingWindow(self.settings.rate_limit_client, window)
-        self.by_address = SlidingWindow(self.settings.rate_limit_address, window)
+        limit = self.settings.rate_limit_address
+        # A day allows at least what one window does, so the window's limit stays true.
+        per_day = max(guards.MAILS_PER_MAILBOX_PER_DAY, limit)
+        self.by_mailbox = MailboxLimit(limit, window, per_day=per_day)
         digest = self.config.digest
         self.list_name = (parseaddr(digest.from_addr)[0] if digest else "") or (
             f"{self.config.site.title} newsletter"
@@ -147,6 +150,10 @@ class Service:
     def verify(self, purpose: tokens.Purpose, token: str) -> str:
         """The address ``token`` was signed for, or ``tokens.TokenError``."""
         return tokens.verify(self.secret, purpose, token, now=self.now())
+
+    def verify_claim(self, purpose: tokens.Purpose, token: str) -> tokens.Claim:
+        """All that ``token`` carries, or ``tokens.TokenError``."""
+        return tokens.verify_claim(self.secret, purpose, token, now=self.now())
 
     def link(self, path: str, token: str) -> str:
         """An absolute link for a mail: always from ``base_url``, never from the request."""

@@ -15,7 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from kcrush_feeds import tokens
-from kcrush_feeds.model import email_key
+from kcrush_feeds.model import Subscriber
+from kcrush_feeds.store import subscribers as store_subscribers
+from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions import subscribers
 from kcrush_feeds.web import guards
 from kcrush_feeds.web.guards import CSRF_FIELD, HONEYPOT_FIELD
@@ -54,7 +56,7 @@ class Subscribe:
             "subscribe.html",
             data,
             status=status,
-            csrf_nonce=guards.csrf_nonce(request),
+            csrf_nonce=service.csrf.nonce_for(request),
             context={
                 "title": f"Subscribe to {service.list_name}",
                 "email": email,
@@ -98,9 +100,11 @@ class Subscribe:
             categories = service.chosen_categories(form)
         except subscribers.SubscriberError as e:
             return self.form(request, status=422, email=raw_email, name=raw_name, error=e.message)
-        wait = service.by_address.hit(email_key(address))
-        if wait is not None:
-            return service.pages.too_many(request, wait)
+        if not service.by_mailbox.allow(address):
+            # This mailbox had its mails for now (maybe asked for by someone else): the
+            # same answer as always, no mail; the link sent before still confirms.
+            log.info("subscribe: mail limit reached for a mailbox; nothing changed or sent")
+            return self.subscribed(request)
         subscriber, before = await service.db(
             subscribers.subscribe_pending,
             address,
@@ -119,7 +123,10 @@ class Subscribe:
             )
         else:
             expires = service.now() + service.settings.confirm_ttl
-            token = tokens.sign(service.secret, "confirm", subscriber.email, expires=expires)
+            current = await service.db(store_subscribers.confirm_generation, subscriber.email)
+            token = tokens.sign(
+                service.secret, "confirm", subscriber.email, expires=expires, generation=current
+            )
             data = service.mails.compose(
                 "confirm.txt",
                 subscriber,
@@ -142,16 +149,10 @@ class Subscribe:
         """``GET /confirm?token=``: ``pending`` -> ``active`` (idempotent)."""
         service = self.service
         try:
-            address = service.verify("confirm", guards.token_of(request))
+            claim = service.verify_claim("confirm", guards.token_of(request))
         except tokens.TokenError as e:
             return service.pages.error(request, 400, e.message)
-        subscriber = await service.db(
-            change,
-            address,
-            now=service.now(),
-            status="active",
-            only_from=("pending",),
-        )
+        subscriber = await service.db(self._confirm, claim)
         if subscriber is None or subscriber.status not in ("active", "paused"):
             # Unsubscribed (or bounced) since this link was sent: an old link must not
             # subscribe anyone again; a new subscription sends a new one.
@@ -168,3 +169,25 @@ class Subscribe:
                 "preferences_url": service.local_link(request, "preferences", subscriber),
             },
         )
+
+    def _confirm(self, store: Store, claim: tokens.Claim) -> Subscriber | None:
+        """``pending`` -> ``active`` if the link is of the address's current generation
+        (runs through ``service.db``); the subscriber as it is then, None if unknown."""
+        current = store_subscribers.confirm_generation(store, claim.address)
+        if current is None:
+            return None
+        if not self._same_generation(claim, current):
+            return subscribers.get_subscriber(store, claim.address)
+        return change(
+            store, claim.address, now=self.service.now(), status="active", only_from=("pending",)
+        )
+
+    def _same_generation(self, claim: tokens.Claim, current: str) -> bool:
+        if claim.generation is not None:
+            return claim.generation == current
+        # A link sent before generations existed: good unless the address unsubscribed
+        # after it was sent (sent = its expiry less the confirm_ttl).
+        if not current or claim.expires is None:
+            return not current
+        sent = claim.expires - self.service.settings.confirm_ttl.total_seconds()
+        return int(current) < sent

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from kcrush_feeds import tokens
 from kcrush_feeds.subscriptions import subscribers
 from kcrush_feeds.web import guards
-from kcrush_feeds.web.guards import ONE_CLICK, Csrf
+from kcrush_feeds.web.guards import ONE_CLICK
 from kcrush_feeds.web.pages import root, wants_json
 from kcrush_feeds.web.service import Service
 
@@ -42,7 +42,7 @@ class Unsubscribe:
             request,
             "unsubscribe.html",
             {"email": address, "status": status},
-            csrf_nonce=guards.csrf_nonce(request),
+            csrf_nonce=service.csrf.nonce_for(request),
             context={
                 "title": f"Unsubscribe from {service.list_name}",
                 "token": token,
@@ -67,7 +67,7 @@ class Unsubscribe:
                 "unsubscribe.html",
                 {"error": "the form expired; press the button again"},
                 status=403,
-                csrf_nonce=Csrf.new_nonce(),
+                csrf_nonce=service.csrf.new_nonce(),
                 context={
                     "title": f"Unsubscribe from {service.list_name}",
                     "token": token,

@@ -280,3 +280,16 @@ def test_dropped_connections_still_deliver_each_once(project: Project, server: S
     assert "sent 15, deferred 0, failed 0" in out
     assert server.counts() == {f"reader{i:03d}@example.org": 1 for i in range(15)}
     assert server.connections >= 5
+
+
+def test_a_hostile_greeting_reaches_the_terminal_escaped(project: Project) -> None:
+    # A relay whose greeting carries terminal escape codes (set the title, clear the screen).
+    greeting = "421 4.7.0 \x1b]0;pwned\x07\x1b[2J\x1b[31mgo away\x9b"
+    behaviour = Behaviour(refuse_connections=1000, refusal=greeting)
+    with smtp_server(behaviour=behaviour) as server:
+        prepare(project, server, 2, retries=0)
+        code, out, err = send(project)
+    assert code == 75
+    for stream in (out, err):
+        assert "\x1b" not in stream and "\x07" not in stream and "\x9b" not in stream
+    assert "\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mgo away" in out + err

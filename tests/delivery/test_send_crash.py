@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kcrush_feeds.delivery.send import ENV_CRASH, SENDERS_PER_CONNECTION
+from kcrush_feeds.delivery.send import ENV_CRASH
 from tests.support.project import Project, sent_rows
 from tests.support.sending import NOW, prepare
 from tests.support.smtp_server import SmtpServer, smtp_server
@@ -105,9 +105,7 @@ def test_sigkill_at_the_nth_message_then_rerun(
     code, out, err = run_send(project)
     assert code == 0, err
     assert f"sent {N_SUBSCRIBERS - len(received - window)}" in out
-    check_exactly_once_but_window(
-        project, server, window, senders=concurrency * SENDERS_PER_CONNECTION
-    )
+    check_exactly_once_but_window(project, server, window, senders=concurrency)
 
 
 def test_sigkill_from_outside_at_arbitrary_moments(project: Project, server: SmtpServer) -> None:

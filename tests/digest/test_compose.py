@@ -20,10 +20,12 @@ import pytest
 from kcrush_feeds.config import Config
 from kcrush_feeds.digest.compose import _SLOT_TEXT, DigestComposer, _Body
 from kcrush_feeds.digest.select import open_digest
+from kcrush_feeds.errors import KcrushError
 from kcrush_feeds.model import Digest, Subscriber
 from kcrush_feeds.records.importer import import_files
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.tokens import TokenError, verify
+from tests.support.mailcheck import HOSTILE_NAMES, one_mailbox
 from tests.support.project import GOLDEN, Project
 
 NOW = datetime.fromisoformat("2024-02-26T09:00:00-08:00")
@@ -211,7 +213,10 @@ def test_each_subscriber_gets_only_their_categories(project: Project, digest: Di
     chloe = composer.compose(SUBSCRIBERS["comma"])
     assert chloe is not None
     parsed = _parse(chloe.data)
-    assert parsed["To"].addresses[0].display_name == "Martin, Chloé"
+    # A name with a comma and non-ASCII letters is encoded as a quoted string, so that a
+    # reader that decodes before it parses sees one mailbox too; a strict one shows quotes.
+    assert parsed["To"].addresses[0].display_name == '"Martin, Chloé"'
+    assert one_mailbox(chloe.data, "To") == ("Martin, Chloé", "chloe@example.com")
     assert "TravelingWill" not in parsed.get_body(("html",)).get_content()  # type: ignore[union-attr]
     # A selection with nothing new: no message at all.
     nothing = Subscriber(9, "k@example.com", "", "active", ("no-such-feed",))
@@ -346,3 +351,35 @@ def test_preview_writes_files_and_stores_nothing(
     status = project.run("status", env=env).output
     assert "last digest: 2024-W09 (sending), created 2024-02-26T09:00, 3 items" in status
     assert "subscribers: 1 active" in status
+
+
+def test_hostile_display_names_in_the_digest_are_one_mailbox(
+    project: Project, digest: Digest
+) -> None:
+    composer = DigestComposer(project.config, digest, now=NOW)
+    for number, name in enumerate(HOSTILE_NAMES):
+        address = f"reader{number}@example.com"
+        out = composer.compose(Subscriber(100 + number, address, name, "active", None))
+        assert out is not None and out.recipient == address
+        assert one_mailbox(out.data, "To")[1] == address
+        assert one_mailbox(out.data, "From")[1] == "newsletter@kcrush.com"
+
+
+@pytest.mark.parametrize("where", ["subject", "template"])
+def test_templates_run_in_a_sandbox(
+    project: Project, digest: Digest, tmp_path: Path, where: str
+) -> None:
+    marker = tmp_path / "pwned"
+    payload = f"{{{{ cycler.__init__.__globals__.os.popen('touch {marker}').read() }}}}"
+    text = project.config_path.read_text(encoding="utf-8")
+    if where == "subject":
+        extra = f"subject = {payload!r}"
+    else:
+        project.write("mytemplates/subject.txt", payload + "\n")
+        extra = 'templates_dir = "mytemplates"'
+    project.write_config(
+        text.replace('reply_to = "editors@kcrush.com"', f'reply_to = "editors@kcrush.com"\n{extra}')
+    )
+    with pytest.raises(KcrushError, match="not allowed in a template"):
+        DigestComposer(project.config, digest, now=NOW).compose(SUBSCRIBERS["all"])
+    assert not marker.exists()

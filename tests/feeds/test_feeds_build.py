@@ -295,7 +295,40 @@ def test_collision_is_refused_with_a_clear_error(
     assert result.exit_code == 1
     assert "'Film' (an unconfigured record category) and the feed 'Movies'" in result.output
     assert "film/" in result.output and "hint:" in result.output
-    assert not (project.config.output_dir / "film").exists()
+    # The configured feed is built; the record category that clashes with it is not.
+    feed = json.loads((project.config.output_dir / "film" / "feed.json").read_bytes())
+    assert feed["title"].endswith("Movies") and feed["items"] == []
+
+
+def test_a_slug_clash_between_record_categories_skips_that_feed_only(
+    project: Project, write_jsonl: Callable[..., Path]
+) -> None:
+    records = [
+        {
+            "url": f"https://www.kcrush.com/{i}/",
+            "title": f"T{i}",
+            "published": f"2024-01-0{i + 1}T00:00:00Z",
+            "categories": [name],
+        }
+        for i, name in enumerate(["K Drama", "K-Drama", "Film", "K-Pop Articles"])
+    ]
+    result = project.run("import", str(write_jsonl("r.jsonl", *records)), env=ENV)
+    assert result.exit_code == 0
+    assert (
+        "warning: the feed 'K Drama' (an unconfigured record category) and the feed "
+        "'K-Drama' (an unconfigured record category) would both write the feeds in "
+        "k-drama/: build will write no feed for them"
+    ) in result.output
+    result = project.run("build", env=ENV)
+    assert result.exit_code == 1
+    assert "error: the feed 'K Drama'" in result.output and "k-drama/; not built" in result.output
+    out = project.config.output_dir
+    assert not (out / "k-drama").exists()
+    for slug in ("all", "film", "kpop-articles"):
+        assert (out / slug / "feed.json").exists(), slug
+    everything = json.loads((out / "all" / "feed.json").read_bytes())
+    assert len(everything["items"]) == 4  # the clashing records are still in "all"
+    assert "1 not built (two categories share a slug)" in result.output
 
 
 def test_two_spellings_of_one_category_share_a_feed(

@@ -20,7 +20,15 @@ LA = ZoneInfo("America/Los_Angeles")
         # crontab counts from Sunday = 0; APScheduler 3.x from Monday = 0: names avoid the trap
         ("0 9 * * 1", ("0", "9", "*", "*", "mon")),
         ("0 9 * * 0", ("0", "9", "*", "*", "sun")),
-        ("30 7 * * 1-5", ("30", "7", "*", "*", "mon-fri")),
+        ("30 7 * * 1-5", ("30", "7", "*", "*", "mon,tue,wed,thu,fri")),
+        # A range through Sunday = 0 comes out as the days it means (it used to be reversed).
+        ("0 9 * * 0-3", ("0", "9", "*", "*", "mon,tue,wed,sun")),
+        ("0 9 * * sun-wed", ("0", "9", "*", "*", "mon,tue,wed,sun")),
+        ("0 9 * * 0-6", ("0", "9", "*", "*", "*")),
+        ("30 8 * * 0-5", ("30", "8", "*", "*", "mon,tue,wed,thu,fri,sun")),
+        ("0 9 * * 5-7", ("0", "9", "*", "*", "fri,sat,sun")),
+        ("0 9 * * fri-mon", ("0", "9", "*", "*", "mon,fri,sat,sun")),
+        ("*/100 */99999999999 * * *", ("0", "0", "*", "*", "*")),  # a step past the range
     ],
 )
 def test_parse_schedule(text: str, fields: tuple[str, ...]) -> None:
@@ -29,7 +37,22 @@ def test_parse_schedule(text: str, fields: tuple[str, ...]) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["someday", "mon 25:00", "0 9 * *", "61 9 * * mon", "0 9 * * funday"]
+    "text",
+    [
+        "someday",
+        "mon 25:00",
+        "0 9 * *",
+        "61 9 * * mon",
+        "0 9 * * funday",
+        "*/0 * * * *",
+        "0 9 * * 1/0",
+        "0 9 * * 8",
+        "5-2 * * * *",
+        "0 9 0 * *",
+        "0 9 * 13 *",
+        "0 9 * * mon,",
+        "0 " + "9" * 5000 + " * * *",
+    ],
 )
 def test_bad_schedules(text: str) -> None:
     with pytest.raises(ValueError):

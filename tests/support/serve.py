@@ -46,6 +46,7 @@ def free_port() -> int:
 class Caught:
     recipients: list[str]
     message: EmailMessage
+    raw: bytes = b""  # as it came over SMTP
 
 
 class _Recorder:
@@ -55,7 +56,7 @@ class _Recorder:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
         with self.sink.lock:
-            self.sink.messages.append(Caught(list(envelope.rcpt_tos), parsed))  # type: ignore[arg-type]
+            self.sink.messages.append(Caught(list(envelope.rcpt_tos), parsed, envelope.content))  # type: ignore[arg-type]
             self.sink.arrived.notify_all()
         return "250 2.0.0 OK"
 
@@ -82,6 +83,11 @@ class SmtpSink:
     def to(self, address: str) -> list[EmailMessage]:
         with self.lock:
             return [c.message for c in self.messages if address in c.recipients]
+
+    def raw_to(self, address: str) -> list[bytes]:
+        """The messages to ``address`` as they came over SMTP."""
+        with self.lock:
+            return [c.raw for c in self.messages if address in c.recipients]
 
     def wait_for(self, address: str, count: int = 1, timeout: float = 10.0) -> list[EmailMessage]:
         """The first ``count`` messages to ``address``, waiting for them to arrive."""
@@ -173,6 +179,7 @@ def start_server(
     extra: str = "",
     root_path: str = "",
     base_url: str | None = None,
+    args: tuple[str, ...] = (),
 ) -> Server:
     """Write a config into ``directory`` and start ``kcrush-feeds serve`` on a free port."""
     port = free_port()
@@ -185,7 +192,7 @@ def start_server(
     )
     env = {**os.environ, SECRET_ENV: SECRET}
     env.pop("KCRUSH_FEEDS_NOW", None)
-    args = [
+    command = [
         sys.executable,
         "-m",
         "kcrush_feeds",
@@ -195,10 +202,11 @@ def start_server(
         "--port",
         str(port),
     ]
+    command += list(args)
     if root_path:
-        args += ["--root-path", root_path]
+        command += ["--root-path", root_path]
     log = (directory / "serve.log").open("wb")
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     server = Server(directory, port, smtp, process, root_path)
     deadline = time.monotonic() + 20
     while True:

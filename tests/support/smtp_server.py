@@ -10,6 +10,9 @@
 - ``busy_after``: answer MAIL with "421 too busy" after n messages on a connection;
 - ``refuse_connections``: the next n connections get "421 too many connections";
 - ``slow``: seconds to wait before answering DATA (``slow_count`` times; -1 = always);
+  a very long ``slow`` is a relay that takes the message and never answers;
+- ``drop_data``: take the message after DATA, then close the connection without a reply
+  (n times; -1 = always);
 - ``tls="starttls"`` (required) or ``tls="implicit"`` with a trustme certificate;
 - ``auth``: (user, password) that AUTH must present before MAIL.
 """
@@ -58,6 +61,8 @@ class Behaviour:
     slow: float = 0.0
     slow_count: int = -1
     busy_after: int | None = None  # "421 too busy" to MAIL after n messages on a connection
+    refusal: str = "421 4.7.0 Too many connections, try again later"  # the refusing greeting
+    drop_data: int = 0  # queue the message, then drop the line before replying (-1: always)
 
 
 def free_port() -> int:
@@ -118,6 +123,13 @@ class _Handler:
                 self.server.received.append(
                     Received(str(envelope.mail_from), rcpt, bytes(data), number)
                 )
+        with self.server.lock:
+            drop = b.drop_data != 0
+            if b.drop_data > 0:
+                b.drop_data -= 1
+        if drop and server.transport is not None:
+            server.transport.close()  # the message is queued; its 250 never leaves
+            await asyncio.sleep(3600)  # nothing more on this connection
         if b.slow and b.slow_count != 0:
             with self.server.lock:
                 if b.slow_count > 0:
@@ -152,7 +164,7 @@ class _SMTP(SMTP):
                 owner.behaviour.refuse_connections -= 1
                 owner.refused_connections += 1
         if refuse:
-            await self.push("421 4.7.0 Too many connections, try again later")
+            await self.push(owner.behaviour.refusal)
             assert self.transport is not None
             self.transport.close()
             return

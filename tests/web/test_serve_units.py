@@ -9,6 +9,7 @@ import pytest
 
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.subscriptions import subscribers
+from kcrush_feeds.web import guards
 from kcrush_feeds.web.guards import Csrf, SlidingWindow
 from tests.support.project import Project
 
@@ -62,14 +63,20 @@ def test_sliding_window() -> None:
 
 def test_csrf_tokens() -> None:
     csrf = Csrf(b"0123456789abcdef-secret", ttl=3600)
-    nonce = Csrf.new_nonce()
+    nonce = csrf.new_nonce()
+    assert csrf.valid_nonce(nonce)
     token = csrf.token(nonce, 1000)
     assert csrf.check(nonce, token, 1000 + 3599)
     assert not csrf.check(nonce, token, 1000 + 3601)  # expired
-    assert not csrf.check(Csrf.new_nonce(), token, 1001)  # another browser's cookie
+    assert not csrf.check(csrf.new_nonce(), token, 1001)  # another browser's cookie
     assert not csrf.check(nonce, token.replace(".", ".x"), 1001)
     assert not csrf.check(None, token, 1001)
     assert not Csrf(b"another-secret-0123456").check(nonce, token, 1001)
+    # A cookie of the attacker's making (right shape, no valid signature) is refused.
+    planted = "A" * 32 + "." + "B" * 16
+    assert not csrf.valid_nonce(planted)
+    assert not csrf.check(planted, csrf.token(planted, 1000), 1001)
+    assert not csrf.valid_nonce("A" * 32)  # the old, unsigned shape
 
 
 def test_serve_refuses_to_start_without_what_it_needs(
@@ -85,3 +92,23 @@ def test_serve_refuses_to_start_without_what_it_needs(
     result = project.run("serve")
     assert result.exit_code == 2
     assert "KCRUSH_TEST_SECRET" in result.output and "hint" in result.output
+
+
+def test_mailbox_key_folds_case_and_plus_tags_only() -> None:
+    assert guards.mailbox_key("Victim+News@Example.COM") == "victim@example.com"
+    assert guards.mailbox_key("victim@example.com") == "victim@example.com"
+    assert guards.mailbox_key("a+b+c@x.org") == "a@x.org"
+    assert guards.mailbox_key("+tag@x.org") == "+tag@x.org"
+    assert guards.mailbox_key("first.last@x.org") == "first.last@x.org"
+
+
+def test_a_mailbox_gets_at_most_so_many_confirmation_mails_a_day() -> None:
+    now = [0.0]
+    limit = guards.MailboxLimit(3, 3600, per_day=5, clock=lambda: now[0])
+    sent = 0
+    for hour in range(48):  # two days, one try every 10 minutes, from anyone
+        for minute in range(0, 60, 10):
+            now[0] = hour * 3600 + minute * 60
+            sent += limit.allow(f"Victim+{hour}.{minute}@example.com")
+    assert sent == 10  # 5 a day, though the hourly limit alone would allow 3 an hour
+    assert limit.allow("someone.else@example.com")

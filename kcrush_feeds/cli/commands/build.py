@@ -26,9 +26,12 @@ def build(app: App, prune: bool) -> None:
     """
     # Imported here: lxml and nh3 add ~60 ms to the start of every other command.
     from kcrush_feeds.archive.publish import publish
+    from kcrush_feeds.feeds.slugs import CLASH_HINT
 
     published = publish(app.config, app.store, clock.now(), prune=prune)
     report = published.feeds
+    for clash in report.clashes:  # that feed only: every other feed was built
+        click.echo(f"error: {clash}; not built\n  hint: {CLASH_HINT}", err=True)
     for name in report.stale:
         click.echo(
             f"warning: stale {name} (no feed writes it any more; build --prune removes it)",
@@ -42,6 +45,8 @@ def build(app: App, prune: bool) -> None:
                 err=True,
             )
     if app.verbosity < 0:  # -q: cron mails whatever is printed; say only what needs a person
+        if report.clashes:
+            raise click.exceptions.Exit(1)
         return
     for name in report.written:
         click.echo(f"wrote    {name}")
@@ -58,3 +63,5 @@ def build(app: App, prune: bool) -> None:
         click.echo(f"build: {archive.summary()}")
     if pings is not None and (pings.pinged or pings.failed):
         click.echo(f"build: {pings.summary()}")
+    if report.clashes:
+        raise click.exceptions.Exit(1)

@@ -25,21 +25,29 @@ def init(directory: Path) -> None:
     templates = directory / "templates" / "email"
     example = package.joinpath("skeleton", "config.example.toml").read_text(encoding="utf-8")
     # The example's database path, resolved the way load_config will resolve it.
-    existing = [p for p in (config_path, templates) if p.exists()]
+    # is_symlink too: a dangling DIR/config.toml link "does not exist", and writing to it
+    # would create whatever file it points at.
+    existing = [p for p in (config_path, templates) if p.exists() or p.is_symlink()]
     if existing:
         raise KcrushError(
             f"{existing[0]} already exists; init never overwrites anything",
             hint="choose another directory, or remove what is there",
         )
     directory.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(example, encoding="utf-8")
-    config = load_config(config_path)
-    if config.database_path.exists():
-        config_path.unlink()
-        raise KcrushError(f"{config.database_path} already exists; init never overwrites it")
+    try:
+        # "x": O_CREAT | O_EXCL, which also refuses a symlink created since the check.
+        with config_path.open("x", encoding="utf-8") as f:
+            f.write(example)
+    except FileExistsError as e:
+        raise KcrushError(f"{config_path} already exists; init never overwrites anything") from e
     source = package.joinpath("templates", "email")
     with resources.as_file(source) as source_dir:
         shutil.copytree(source_dir, templates)
+    config = load_config(config_path)  # after the templates: the config names their folder
+    if config.database_path.exists():
+        config_path.unlink()
+        shutil.rmtree(templates)
+        raise KcrushError(f"{config.database_path} already exists; init never overwrites it")
     Store.open(config.database_path).close()
     click.echo(f"wrote {config_path}")
     click.echo(f"wrote {templates}/")

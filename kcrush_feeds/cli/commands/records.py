@@ -15,6 +15,7 @@ from kcrush_feeds.model import Source
 from kcrush_feeds.records.importer import ImportReport, import_files
 from kcrush_feeds.records.readers import Format
 from kcrush_feeds.sources.configured import SourceReport, config_sources, import_sources
+from kcrush_feeds.text import show
 
 
 @click.command("import")
@@ -91,6 +92,8 @@ def import_command(
         else []
     )
     if not files:
+        if not as_json and any(r.report.added or r.report.updated for r in source_reports):
+            warn_clashes(app)
         if as_json:
             echo_import_json(None, source_reports)
         if not all(r.ok for r in source_reports):
@@ -107,8 +110,28 @@ def import_command(
             progress=step,
         )
     show_report(report, as_json=as_json, sources=source_reports)
+    if report.added or report.updated:
+        warn_clashes(app)
     if not report.ok or not all(r.ok for r in source_reports):
         raise click.exceptions.Exit(1)
+
+
+def warn_clashes(app: App) -> None:
+    """Say now, not at the next build, when two record categories would share a feed."""
+    from kcrush_feeds.errors import FeedError
+    from kcrush_feeds.feeds.build import plan_feeds  # lazy: lxml and nh3
+    from kcrush_feeds.feeds.slugs import CLASH_HINT
+
+    clashes: list[str] = []
+    try:
+        plan_feeds(app.config, app.store, clashes)
+    except FeedError:
+        return  # two configured feeds: a config problem that build reports
+    for clash in clashes:
+        click.echo(
+            f"warning: {clash}: build will write no feed for them\n  hint: {CLASH_HINT}",
+            err=True,
+        )
 
 
 def check_url(url: str) -> str:
@@ -126,7 +149,7 @@ def show_source(report: SourceReport) -> None:
     source = report.source
     head = f"{source.label} ({source.kind})"
     if report.error is not None:
-        click.echo(f"error: {head}: {report.error}", err=True)
+        click.echo(f"error: {show(f'{head}: {report.error}')}", err=True)
         return
     show_problems(report_problems(report.report))
     line = f"{head}: {report.summary()}"

@@ -12,6 +12,7 @@ from kcrush_feeds.cli.context import App, pass_app
 from kcrush_feeds.cli.progress import Progress, progress
 from kcrush_feeds.delivery.send import send_digest
 from kcrush_feeds.errors import UsageError
+from kcrush_feeds.text import show, show_lines
 
 SHOW_AT_MOST = 20  # failed deliveries listed; the rest are in `status` and the store
 
@@ -67,9 +68,10 @@ def send(app: App, dry_run: Path | None, test_address: str | None) -> None:
             total=on_total,
         )
     for recipient, reply in report.failures[:SHOW_AT_MOST]:
-        click.echo(f"warning: {recipient}: {reply}", err=True)
+        # The reply is the SMTP server's own text: no control codes onto the terminal.
+        click.echo(f"warning: {recipient}: {show(reply)}", err=True)
     if len(report.failures) > SHOW_AT_MOST:
         click.echo(f"warning: ... and {len(report.failures) - SHOW_AT_MOST} more", err=True)
-    click.echo(report.summary())
+    click.echo(show_lines(report.summary()))
     if report.exit_status:
         raise click.exceptions.Exit(report.exit_status)

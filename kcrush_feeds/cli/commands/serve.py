@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import click
 
 from kcrush_feeds.cli.context import App, pass_app
-from kcrush_feeds.errors import UsageError
+from kcrush_feeds.errors import KcrushError, UsageError
 
 log = logging.getLogger("kcrush_feeds.serve")
 
@@ -27,8 +28,40 @@ log = logging.getLogger("kcrush_feeds.serve")
     metavar="PREFIX",
     help="The path prefix a reverse proxy serves this under, e.g. /newsletter.",
 )
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 3600),
+    metavar="SECONDS",
+    help="Close a connection whose request headers take longer than this.",
+)
+@click.option(
+    "--keep-alive",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 3600),
+    metavar="SECONDS",
+    help="Close a connection left idle this long after a response.",
+)
+@click.option(
+    "--max-connections",
+    default=512,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    metavar="N",
+    help="Open connections at most; past it the oldest idle one is closed.",
+)
 @pass_app
-def serve(app: App, host: str, port: int, root_path: str) -> None:
+def serve(
+    app: App,
+    host: str,
+    port: int,
+    root_path: str,
+    header_timeout: float,
+    keep_alive: int,
+    max_connections: int,
+) -> None:
     """Serve the subscription endpoints (uvicorn) until stopped with Ctrl-C or SIGTERM.
 
     \b
@@ -39,6 +72,7 @@ def serve(app: App, host: str, port: int, root_path: str) -> None:
     GET      /health        JSON, for monitoring
     """
     from kcrush_feeds import clock
+    from kcrush_feeds.store.db import Store
     from kcrush_feeds.web.app import create_app  # local: every other command starts faster
     from kcrush_feeds.web.server import server
 
@@ -47,8 +81,21 @@ def serve(app: App, host: str, port: int, root_path: str) -> None:
     config = app.config
     config.require_subscriptions().secret()  # fail here, with the hint, not in the server
     config.require_smtp()
+    # Open the store once here: a store that cannot be opened is a clear error line, not a
+    # traceback from inside the server's startup.
+    Store.open(config.database_path).close()
     web = create_app(config, config.database_path, clock.now)
-    running = server(web, host=host, port=port, root_path=root_path)
+    listening = _listen(host, port)
+    port = listening.getsockname()[1]
+    running = server(
+        web,
+        host=host,
+        port=port,
+        root_path=root_path,
+        header_timeout=header_timeout,
+        keep_alive=keep_alive,
+        max_connections=max_connections,
+    )
     log.info(
         "serving on http://%s:%d%s (public: %s)",
         host,
@@ -56,4 +103,21 @@ def serve(app: App, host: str, port: int, root_path: str) -> None:
         root_path,
         config.require_subscriptions().base_url,
     )
-    running.run()
+    running.run(sockets=[listening])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so a port in use is one clear error line."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        listening = socket.socket(family, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+    except OSError as e:
+        raise KcrushError(
+            f"cannot listen on {host}:{port}: {e.strerror or e}",
+            hint="is another server using this port? choose one with --port",
+        ) from e
+    listening.listen(2048)
+    listening.set_inheritable(True)
+    return listening
