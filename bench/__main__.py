@@ -1,6 +1,6 @@
 """``python -m bench [--size tiny|medium|full] [--only GROUP,...] [--repeat N]``.
 
-Groups: startup, import, build, send, render, inbound (default: all).
+Groups: startup, import, build, archive, send, render, inbound (default: all).
 
 Generates the data (cached in ``--data-dir``), runs every measurement in a fresh
 subprocess ``--repeat`` times next to its baseline, and prints the table of medians,
@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.data import DATA_VERSION
 from bench.harness import Row, load, machine, notes, table
 
-GROUPS = ("startup", "import", "build", "send", "render", "inbound")
+GROUPS = ("startup", "import", "build", "archive", "send", "render", "inbound")
 INBOUND = {"tiny": 300, "medium": 2_000, "full": 10_000}  # DSNs in the Maildir
 
 
@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench import builds
 
             rows += builds.rows(sizes.records, sizes.rebuild, data / "build", repeat)
+        elif group == "archive":
+            from bench import archives
+
+            rows += archives.rows(sizes.records, sizes.rebuild, data / "build", repeat)
         elif group == "send":
             from bench import sends
 

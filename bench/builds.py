@@ -57,7 +57,8 @@ def _build(params: dict[str, Any]) -> tuple[float, Any]:
 def product_full(params: dict[str, Any]) -> dict[str, Any]:
     shutil.rmtree(params["out"], ignore_errors=True)
     seconds, report = _build(params)
-    feeds = [n for n in report.written if n.count("/") == 1]
+    # Feed files only: each feed directory also holds its page (index.html).
+    feeds = [n for n in report.written if n.count("/") == 1 and not n.endswith("/index.html")]
     assert len(feeds) == (len(CATEGORIES) + 1) * 3, report.summary()
     return {"seconds": seconds, "count": len(feeds), "summary": report.summary()}
 

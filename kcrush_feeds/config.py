@@ -243,6 +243,9 @@ class FeedsConfig(_Section):
     auto_categories: bool = True  # record categories nobody configured get a feed of their own
     all_title: str | None = None  # title of the "all" feed; default: the site title
     categories: list[CategoryConfig] = Field(default_factory=list)
+    # WebSub (W3C): feeds name this hub, and ``build`` pings it for the feeds it changed.
+    websub_hub: AbsoluteUrl | None = None
+    templates_dir: Path | None = None  # overrides for the built-in templates/feeds pages
 
     @model_validator(mode="after")
     def _unique(self) -> FeedsConfig:
@@ -377,6 +380,16 @@ class SubscriptionsConfig(_Section):
         return value.encode()
 
 
+class ArchiveConfig(_Section):
+    """The newsletter on the web: the sent digests as pages and feeds (docs/archive.md)."""
+
+    output_dir: Path = Path("public/newsletter")
+    base_url: AbsoluteUrl  # public URL of output_dir; issue pages are base_url/WEEK/
+    templates_dir: Path | None = None  # overrides for the built-in templates/archive pages
+    issues_per_page: int = Field(default=50, ge=1, le=1000)  # the index, paginated past this
+    items_per_feed: int = Field(default=20, ge=1, le=1000)  # issues in the archive feeds
+
+
 class ScheduleConfig(_Section):
     build_every: Annotated[Duration, duration_in(timedelta(seconds=1), timedelta(days=7))] = (
         timedelta(minutes=15)
@@ -486,6 +499,7 @@ class Config(_Section):
     digest: DigestConfig | None = None
     smtp: SmtpConfig | None = None
     subscriptions: SubscriptionsConfig | None = None
+    archive: ArchiveConfig | None = None
     schedule: ScheduleConfig = ScheduleConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
     bounces: BouncesConfig | None = None
@@ -527,6 +541,10 @@ class Config(_Section):
     @property
     def output_dir(self) -> Path:
         return self.resolve(self.feeds.output_dir)
+
+    @property
+    def archive_dir(self) -> Path | None:
+        return None if self.archive is None else self.resolve(self.archive.output_dir)
 
     def require_digest(self) -> DigestConfig:
         if self.digest is None:

@@ -308,3 +308,18 @@ class DigestOutcomes:
     @property
     def complaint_rate(self) -> float:
         return self.complaints / self.sent if self.sent else 0.0
+
+
+# --- the archive -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRef:
+    """A digest that was sent (its first message was accepted): it has a page in the archive.
+
+    ``created_at`` is when it was frozen, which never changes: the archive's date for it.
+    """
+
+    period: str  # "2026-W49"
+    digest_id: int
+    created_at: datetime

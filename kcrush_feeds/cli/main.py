@@ -89,7 +89,11 @@ class Group(click.Group):
 # name -> (module, attribute, the one-line help `--help` lists). The line is kept here so
 # `--help` need not import every command module; test_cli checks it matches the command.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "build": ("build", "build", "Write every feed under feeds.output_dir."),
+    "build": (
+        "build",
+        "build",
+        "Write every feed under feeds.output_dir, and the archive under archive.output_dir.",
+    ),
     "digest": ("digest", "digest", "The digests, and the editor's hand on the next one."),
     "import": ("records", "import_command", "Load records from files, feeds and WordPress sites."),
     "inbound": (

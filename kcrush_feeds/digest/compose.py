@@ -34,6 +34,7 @@ from jinja2.exceptions import SecurityError
 
 from kcrush_feeds import templating
 from kcrush_feeds.config import Config
+from kcrush_feeds.dates import local_date, long_date
 from kcrush_feeds.digest import clip, utm
 from kcrush_feeds.digest.editing import Editorial, apply
 from kcrush_feeds.digest.mime import address_header, fold_header, header_text, part_headers, qp
@@ -43,20 +44,6 @@ from kcrush_feeds.text import truncate
 from kcrush_feeds.tokens import sign
 from kcrush_feeds.weeks import period_bounds
 
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 UNSUBSCRIBE_PATH = "/unsubscribe"
 PREFERENCES_PATH = "/preferences"
 # Slot names: what differs per subscriber. Templates see them as subscriber.<name> or as
@@ -140,24 +127,14 @@ class _Body:
 # --- templates ---------------------------------------------------------------------------
 
 
-def _shortdate(moment: datetime, tz: Any) -> str:
-    local = moment.astimezone(tz)
-    return f"{MONTHS[local.month - 1][:3]} {local.day}, {local.year}"
-
-
-def _longdate(moment: datetime, tz: Any) -> str:
-    local = moment.astimezone(tz)
-    return f"{MONTHS[local.month - 1]} {local.day}, {local.year}"
-
-
 def _span_label(items: tuple[DigestItem, ...], tz: Any) -> str:
     """When the stories were published, as the intro says it: "from May 2, 2023 to
     February 26, 2024", or "on February 26, 2024". Not "this week": a first digest (or
     one after a pause) gathers older stories, and the mail must not say otherwise."""
     if not items:
         return ""
-    oldest = _longdate(min(item.published for item in items), tz)
-    newest = _longdate(max(item.published for item in items), tz)
+    oldest = long_date(min(item.published for item in items), tz)
+    newest = long_date(max(item.published for item in items), tz)
     return f"on {newest}" if oldest == newest else f"from {oldest} to {newest}"
 
 
@@ -183,8 +160,8 @@ def make_environment(config: Config) -> tuple[jinja2.Environment, jinja2.Environ
     envs = []
     for autoescape in (True, False):
         env = templating.environment(templates, autoescape=autoescape, keep_trailing_newline=True)
-        env.filters["shortdate"] = lambda moment: _shortdate(moment, tz)
-        env.filters["longdate"] = lambda moment: _longdate(moment, tz)
+        env.filters["shortdate"] = lambda moment: local_date(moment, tz)
+        env.filters["longdate"] = lambda moment: long_date(moment, tz)
         envs.append(env)
     return envs[0], envs[1]
 
@@ -275,6 +252,11 @@ class DigestComposer:
             after_to.append(address_header("Reply-To", reply_name, reply_addr))
         self._after_to = b"".join(after_to)
         self._list_id = fold_header("List-Id", list_id)
+        # The archive (issue 13): the issue's public page, and List-Archive (RFC 2369).
+        archive = config.archive
+        self._archive_base = None if archive is None else archive.base_url.rstrip("/")
+        if self._archive_base is not None:
+            self._list_id += fold_header("List-Archive", f"<{self._archive_base}/>")
         self._cache: dict[tuple[str, ...], _Prepared | None] = {}
 
     # --- per selection -----------------------------------------------------------------
@@ -300,7 +282,7 @@ class DigestComposer:
             },
             "digest": self.digest,
             "period": self.digest.period,
-            "week_label": f"Week of {_longdate(start, self._tz)}",
+            "week_label": f"Week of {long_date(start, self._tz)}",
             "span_label": _span_label(items, self._tz),
             "items": items,
             "sections": [
@@ -309,6 +291,10 @@ class DigestComposer:
             ],
             "preheader": truncate(preheader, 150),
             "feeds_url": config.feeds.base_url,
+            # "View in browser": None without [archive]; templates test it with {% if %}.
+            "archive_url": None
+            if self._archive_base is None
+            else f"{self._archive_base}/{self.digest.period}/",
             "subscriber": slots,
             "unsubscribe_url": slots["unsubscribe_url"],
             "preferences_url": slots["preferences_url"],

@@ -42,6 +42,8 @@ def render_atom(channel: Channel, entries: Sequence[Entry]) -> bytes:
         fg.subtitle(channel.description)
     fix.set_updated(fg, feed_updated(entries))
     fg.link(href=channel.url("atom"), rel="self", type=MEDIA_TYPES["atom"])
+    if channel.hub:  # WebSub (issue 13): the hub next to rel="self", the topic it announces
+        fg.link(href=channel.hub, rel="hub")
     fg.link(href=channel.site_url, rel="alternate", type="text/html")
     fg.author(name=channel.site_title, uri=channel.site_url)
     if channel.image:

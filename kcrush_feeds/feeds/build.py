@@ -4,7 +4,8 @@ Layout under ``feeds.output_dir`` (public at ``feeds.base_url``)::
 
     {slug}/rss.xml  {slug}/atom.xml  {slug}/feed.json    one directory per feed
     all/rss.xml ...                                      every record
-    feeds.opml  index.html  feed.xsl
+    {slug}/index.html                                    the feed as a page for people
+    feeds.opml  index.html  style.css
     .build-state.json                                    what the last build wrote
 
 A rebuild with nothing changed must stay cheap whatever the store size, so every feed first
@@ -35,11 +36,16 @@ from pathlib import Path
 from typing import Any
 
 from kcrush_feeds.config import Config
-from kcrush_feeds.errors import FeedError, StoreError
+from kcrush_feeds.errors import ConfigError, FeedError, StoreError
 from kcrush_feeds.feeds.entries import Channel, Entry, Listing, prepare_entry
 from kcrush_feeds.feeds.formats import FORMAT_VERSION, RENDERERS
 from kcrush_feeds.feeds.opml import render_opml
-from kcrush_feeds.feeds.pages import render_index, render_xsl
+from kcrush_feeds.feeds.pages import (
+    render_feed_page,
+    render_index,
+    render_stylesheet,
+    templates_key,
+)
 from kcrush_feeds.feeds.slugs import (
     CLASH_HINT,
     check_unique,
@@ -55,13 +61,16 @@ ALL_SLUG = "all"
 FILE_NAMES = {"rss": "rss.xml", "atom": "atom.xml", "json": "feed.json"}
 OPML_NAME = "feeds.opml"
 INDEX_NAME = "index.html"
-XSL_NAME = "feed.xsl"
+STYLE_NAME = "style.css"  # the digest's stylesheet plus page.css, for the pages
+PAGE_FORMAT = "page"  # the pseudo-format of {slug}/index.html in the state file
 STATE_NAME = ".build-state.json"
 STATE_VERSION = 1
 _CACHE_ENTRIES = 20_000  # prepared entries kept for the feeds that share them
 _WRITERS = 4  # threads writing files
 _IN_FLIGHT = 32  # rendered files waiting to be written, at most
-_FEED_FILE_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?/(?:rss\.xml|atom\.xml|feed\.json)")
+_FEED_FILE_RE = re.compile(
+    r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?/(?:rss\.xml|atom\.xml|feed\.json|index\.html)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,7 +325,9 @@ def _channel(config: Config, spec: FeedSpec) -> Channel:
         language=config.site.language,
         urls={fmt: f"{base}/{spec.slug}/{FILE_NAMES[fmt]}" for fmt in config.feeds.formats},
         image=config.site.image,
-        stylesheet=f"../{XSL_NAME}",
+        # No <?xml-stylesheet?>: browsers are removing XSLT; {slug}/index.html is the page.
+        stylesheet=None,
+        hub=config.feeds.websub_hub,
     )
 
 
@@ -326,7 +337,8 @@ def _fingerprint(*parts: object) -> str:
 
 
 def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = False) -> BuildReport:
-    """Write every feed, the OPML file, index.html and the XSL under ``config.output_dir``.
+    """Write every feed (and its page), the OPML file, index.html and style.css under
+    ``config.output_dir``.
 
     Records that are withdrawn or published after ``now`` are left out. Files whose bytes
     would not change are not touched. Files of feeds no longer planned are removed only
@@ -348,6 +360,8 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
         listings: list[Listing] = []
         entries: dict[tuple[str, str], Entry] = {}  # (id, fingerprint): each record once
         cutoff = to_timestamp(now)
+        overrides = page_template_dirs(config)
+        pages_key = templates_key(overrides)
         with _Writer(report, state) as writer:
             for spec in specs:
                 channel = _channel(config, spec)
@@ -357,13 +371,17 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
                         description=spec.description,
                         urls=dict(channel.urls),
                         paths={f: f"{spec.slug}/{FILE_NAMES[f]}" for f in channel.urls},
+                        page=f"{spec.slug}/",
                     )
                 )
                 newest = _newest(store, spec, cutoff, config.feeds.items_per_feed)
-                inputs = _fingerprint(FORMAT_VERSION, _channel_key(channel), newest)
+                # The zone and the page templates too: the feed's page shows local dates.
+                inputs = _fingerprint(
+                    FORMAT_VERSION, _channel_key(channel), config.site.timezone, pages_key, newest
+                )
                 pending: list[tuple[str, str, Path]] = []
-                for fmt in config.feeds.formats:
-                    name = f"{spec.slug}/{FILE_NAMES[fmt]}"
+                for fmt in (*config.feeds.formats, PAGE_FORMAT):
+                    name = f"{spec.slug}/{FILE_NAMES.get(fmt, INDEX_NAME)}"
                     planned.add(name)
                     target = _inside(output_dir, output_dir / name)
                     if state.fresh(name, f"{fmt}:{inputs}", target):
@@ -374,9 +392,14 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
                     continue
                 feed_entries = _entries(store, config, newest, entries)
                 for kind, name, target in pending:
-                    data = RENDERERS[kind](channel, feed_entries)
+                    if kind == PAGE_FORMAT:
+                        data = render_feed_page(
+                            channel, feed_entries, config.site.tz, overrides, pages_key
+                        )
+                    else:
+                        data = RENDERERS[kind](channel, feed_entries)
                     writer.put(name, target, data, inputs=f"{kind}:{inputs}")
-            _write_pages(config, listings, writer)
+            _write_pages(config, listings, writer, overrides, pages_key)
         _stale(output_dir, state, planned, prune, report)
         state.save()
     except sqlite3.Error as e:
@@ -386,10 +409,24 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
     return report
 
 
+def page_template_dirs(config: Config) -> tuple[Path, ...]:
+    """``feeds.templates_dir`` (the editor's copies of the page templates), if set."""
+    if config.feeds.templates_dir is None:
+        return ()
+    directory = config.resolve(config.feeds.templates_dir)
+    if not directory.is_dir():
+        raise ConfigError(
+            f"{config.path}: feeds.templates_dir: {directory} is not a directory",
+            hint="create it (copy the files of templates/feeds/ you want to change)",
+        )
+    return (directory,)
+
+
 def _channel_key(channel: Channel) -> list[object]:
     return [
         channel.slug, channel.title, channel.description, channel.site_url, channel.site_title,
         channel.language, sorted(channel.urls.items()), channel.image, channel.stylesheet,
+        channel.hub,
     ]  # fmt: skip
 
 
@@ -453,8 +490,14 @@ class _Writer:
             self.pool.shutdown(wait=True)
 
 
-def _write_pages(config: Config, listings: list[Listing], writer: _Writer) -> None:
-    """OPML, index.html and the XSL: small, so rendered every time and compared."""
+def _write_pages(
+    config: Config,
+    listings: list[Listing],
+    writer: _Writer,
+    overrides: tuple[Path, ...],
+    key: str,
+) -> None:
+    """OPML, index.html and style.css: small, so rendered every time and compared."""
     output_dir = config.output_dir
     base = config.feeds.base_url.rstrip("/")
     site = config.site
@@ -462,9 +505,16 @@ def _write_pages(config: Config, listings: list[Listing], writer: _Writer) -> No
     pages = {
         OPML_NAME: render_opml(title, site.url, listings),
         INDEX_NAME: render_index(
-            title, site.description, site.language, OPML_NAME, f"{base}/{OPML_NAME}", listings
+            title,
+            site.description,
+            site.language,
+            OPML_NAME,
+            f"{base}/{OPML_NAME}",
+            listings,
+            overrides,
+            key,
         ),
-        XSL_NAME: render_xsl(),
+        STYLE_NAME: render_stylesheet(overrides, key),
     }
     for name, data in pages.items():
         writer.put(name, output_dir / name, data, inputs=None)

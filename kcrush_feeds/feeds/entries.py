@@ -45,6 +45,7 @@ class Channel:
     urls: dict[str, str]  # format -> public URL of this feed in that format
     image: str | None = None  # logo URL
     stylesheet: str | None = None  # href of the XSL for <?xml-stylesheet?>
+    hub: str | None = None  # WebSub hub URL: RSS/Atom rel="hub", JSON Feed "hubs"
 
     def url(self, fmt: str) -> str:
         return self.urls[fmt]
@@ -79,6 +80,7 @@ class Listing:
     description: str
     urls: dict[str, str]  # format -> public URL, in the configured order
     paths: dict[str, str]  # format -> path relative to the output directory
+    page: str = ""  # the feed's own page (its directory), relative to the output directory
 
 
 def _clean(value: str) -> str:

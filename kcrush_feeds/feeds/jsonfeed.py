@@ -25,6 +25,8 @@ def render_json(channel: Channel, entries: Sequence[Entry]) -> bytes:
         feed["icon"] = channel.image
     feed["authors"] = [{"name": channel.site_title, "url": channel.site_url}]
     feed["language"] = channel.language
+    if channel.hub:
+        feed["hubs"] = [{"type": "WebSub", "url": channel.hub}]
     items: list[dict[str, Any]] = []
     for entry in entries:
         item: dict[str, Any] = {"id": entry.id, "url": entry.url, "title": entry.title}

@@ -24,11 +24,29 @@ EXCERPT_CHARS = 300  # the RSS description made from the body when a record has 
 DC_NS = "http://purl.org/dc/elements/1.1/"
 MEDIA_NS = "http://search.yahoo.com/mrss/"
 EXTRAS = "kcrush_rss"  # the name our extension is registered under (fe.kcrush_rss)
+ATOM_NS = "http://www.w3.org/2005/Atom"
 
 
 class _ChannelExtras(BaseExtension):  # type: ignore[misc]  # feedgen has no type hints
+    def __init__(self) -> None:
+        self.hub: str | None = None
+
     def extend_ns(self) -> dict[str, str]:
         return {"dc": DC_NS, "media": MEDIA_NS}
+
+    def extend_rss(self, rss: etree._Element) -> etree._Element:
+        # WebSub (issue 13): <atom:link rel="hub"> next to rel="self" (the topic URL). feedgen
+        # writes only the first rel="self" atom:link of the channel and drops any other.
+        if self.hub:
+            channel = rss.find("channel")
+            assert channel is not None
+            hub = etree.Element(f"{{{ATOM_NS}}}link", {"href": self.hub, "rel": "hub"})
+            self_link = channel.find(f"{{{ATOM_NS}}}link[@rel='self']")
+            if self_link is not None:
+                self_link.addnext(hub)
+            else:
+                channel.append(hub)
+        return rss
 
 
 class _ItemExtras(BaseEntryExtension):  # type: ignore[misc]
@@ -60,6 +78,7 @@ def render_rss(channel: Channel, entries: Sequence[Entry]) -> bytes:
     """RSS 2.0 with atom:link rel=self, content:encoded, dc:creator and media:content."""
     fg = fix.new_feed(GENERATOR, rss=True, stylesheet=channel.stylesheet)
     fg.register_extension(EXTRAS, _ChannelExtras, _ItemExtras, atom=False)
+    getattr(fg, EXTRAS).hub = channel.hub
     fg.title(channel.title)
     fix.set_rss_links(
         fg, self_url=channel.url("rss"), self_type=MEDIA_TYPES["rss"], site_url=channel.site_url

@@ -45,13 +45,16 @@ class ConfiguredJobs:
                         log.warning("import: %s: %s", report.source.label, problem)
                 if stop.is_set():
                     return JobOutcome("ok", "imported; the build is left for the next start")
-            from kcrush_feeds.feeds.build import build_feeds  # lazy, as in the build command (lxml)
+            from kcrush_feeds.archive.publish import publish  # lazy, as in the build command
 
-            built = build_feeds(self.config, store, now)
+            built = publish(self.config, store, now)
             # Returned mail: the [bounces.imap] mailbox is read on every build tick.
             from kcrush_feeds.inbound.run import poll_configured
 
             poll_configured(self.config, store, now)
+        if built.pings is not None:
+            for topic, why in built.pings.failed:  # a warning: the next build pings again
+                log.warning("websub: %s: %s: %s", built.pings.hub, topic, why)
         return JobOutcome("ok", built.summary())
 
     def send(self, now: datetime, stop: threading.Event) -> JobOutcome:

@@ -164,10 +164,12 @@ def test_opml_index_and_stylesheet(built: Project) -> None:
             assert f'<a href="{spec.slug}/{file_name}">' in index
     assert index.count('<link rel="alternate"') == 3 * len(specs) + 1  # + the OPML
     rss = (root / "all" / "rss.xml").read_bytes()
-    assert b'<?xml-stylesheet type="text/xsl" href="../feed.xsl"?>' in rss
-    transform = etree.XSLT(etree.parse(str(root / "feed.xsl")))
-    page = str(transform(etree.parse(str(root / "all" / "atom.xml"))))
+    assert b"xml-stylesheet" not in rss and not (root / "feed.xsl").exists()
+    # Each feed is shown to a person by its own page, no XSLT needed.
+    page = (root / "all" / "index.html").read_text(encoding="utf-8")
     assert "KCrush Interview with TravelingWill" in page
+    assert f'value="{base}/all/atom.xml"' in page and 'href="../style.css"' in page
+    assert (root / "style.css").is_file()
 
 
 def test_second_build_changes_nothing_and_says_so(built: Project) -> None:
@@ -216,7 +218,9 @@ def test_one_changed_record_rewrites_only_the_files_that_hold_it(
     after = files_under(root)
     changed = {k for k in after if after[k] != before.get(k)} - {".build-state.json"}
     expected = {
-        f"{slug}/{name}" for slug in ("all", "kpop-articles") for name in FILE_NAMES.values()
+        f"{slug}/{name}"
+        for slug in ("all", "kpop-articles")
+        for name in (*FILE_NAMES.values(), "index.html")  # the feed and its page
     }
     assert changed == expected
     assert sorted(
@@ -359,10 +363,11 @@ def test_library_entry_point_and_report(project: Project, write_jsonl: Callable[
     config = project.config
     with Store.open(config.database_path) as store:
         report = build_feeds(config, store, NOW_DT)
-        assert report.feeds == 6 and len(report.written) == 6 * 3 + 3 and not report.unchanged
-        assert report.summary() == "6 feeds: 21 files written, 0 unchanged, 0 removed"
+        # Three formats and a page per feed, plus feeds.opml, index.html and style.css.
+        assert report.feeds == 6 and len(report.written) == 6 * 4 + 3 and not report.unchanged
+        assert report.summary() == "6 feeds: 27 files written, 0 unchanged, 0 removed"
         again = build_feeds(config, store, NOW_DT, prune=True)
-        assert not again.changed and len(again.unchanged) == 21
+        assert not again.changed and len(again.unchanged) == 27
         # Time passing alone changes nothing when no record becomes due.
         later = build_feeds(config, store, datetime(2030, 1, 1, tzinfo=UTC))
         assert not later.changed

@@ -1,13 +1,17 @@
-"""The pages next to the feeds (index.html, feed.xsl) come from Jinja templates; their bytes
+"""The pages next to the feeds (index.html, each feed's page) come from Jinja templates; their bytes
 are pinned by golden files written by the earlier Python-string pages, so a change of template,
 of Jinja settings or of escaping shows up here (pytest --regen-golden rewrites them)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import pytest
 
-from kcrush_feeds.feeds.entries import Listing
-from kcrush_feeds.feeds.pages import render_index, render_xsl
+from kcrush_feeds.feeds.entries import Channel, Listing, prepare_entry
+from kcrush_feeds.feeds.pages import render_feed_page, render_index
+from kcrush_feeds.model import Image, Record
 from tests.support.project import GOLDEN
 
 # Quotes, ampersands, markup, Korean, emoji and Jinja-looking text: every escaping difference
@@ -30,7 +34,26 @@ PAGES = {
     "feeds-index-plain.html": lambda: render_index(
         "T", "", "en", "feeds.opml?&'\"", "https://x/o&\"'", LISTINGS[1:]
     ),
-    "feeds-feed.xsl": render_xsl,
+    "feeds-feed-page.html": lambda: render_feed_page(
+        Channel("a", WEIRD, WEIRD, "https://x/", WEIRD, "en", {"rss": "https://x/a/rss.xml"}),
+        [
+            prepare_entry(
+                Record(
+                    "r1",
+                    "https://x/r1",
+                    WEIRD,
+                    datetime(2026, 4, 26, 6, 30, tzinfo=UTC),  # 23:30 on the 25th in LA
+                    datetime(2026, 4, 26, 6, 30, tzinfo=UTC),
+                    ("c",),
+                    summary=WEIRD,
+                    image=Image("https://x/i.jpg", WEIRD),
+                    authors=("A",),
+                ),
+                site_url="https://x/",
+            )
+        ],
+        ZoneInfo("America/Los_Angeles"),
+    ),
 }
 
 
