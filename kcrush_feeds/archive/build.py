@@ -39,7 +39,7 @@ from kcrush_feeds.config import Config
 from kcrush_feeds.digest.desk import editorial_of
 from kcrush_feeds.digest.editing import apply
 from kcrush_feeds.errors import ConfigError, FeedError, StoreError
-from kcrush_feeds.feeds.build import write_atomic
+from kcrush_feeds.feeds.files import BuildState, write_if_changed
 from kcrush_feeds.model import IssueRef
 from kcrush_feeds.store import editorial as store_editorial
 from kcrush_feeds.store.archive import sent_issues
@@ -47,7 +47,6 @@ from kcrush_feeds.store.db import Store
 from kcrush_feeds.store.digests import load_digest
 
 STATE_NAME = ".build-state.json"
-STATE_VERSION = 1
 ARCHIVE_VERSION = "1"  # bump when the built-in pages change for the same input
 _WRITERS = 4  # fsync dominates a full build and releases the GIL
 
@@ -118,55 +117,6 @@ def _ref_key(ref: IssueRef) -> list[object]:
     return [ref.period, ref.digest_id, int(ref.created_at.timestamp())]
 
 
-@dataclass(slots=True)
-class _State:
-    path: Path
-    files: dict[str, dict[str, Any]]
-    dirty: bool = False
-
-    @classmethod
-    def load(cls, path: Path) -> _State:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("version") == STATE_VERSION and isinstance(data.get("files"), dict):
-                return cls(path, dict(data["files"]))
-        except (OSError, ValueError, AttributeError):
-            pass  # missing or damaged: every page is rendered and compared byte by byte
-        return cls(path, {})
-
-    def fresh(self, name: str, inputs: str, target: Path) -> bool:
-        known = self.files.get(name)
-        if not known or known.get("inputs") != inputs:
-            return False
-        try:
-            st = target.stat()
-        except FileNotFoundError:
-            return False
-        return bool(st.st_size == known.get("size") and st.st_mtime_ns == known.get("mtime_ns"))
-
-    def remember(self, name: str, inputs: str, target: Path) -> None:
-        st = target.stat()
-        entry = {"inputs": inputs, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-        if self.files.get(name) != entry:
-            self.files[name] = entry
-            self.dirty = True
-
-    def save(self) -> None:
-        if self.dirty:
-            body = json.dumps({"version": STATE_VERSION, "files": self.files}, sort_keys=True)
-            write_atomic(self.path, body.encode("utf-8") + b"\n")
-
-
-def _write_if_changed(target: Path, data: bytes) -> bool:
-    try:
-        if target.stat().st_size == len(data) and target.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    write_atomic(target, data)
-    return True
-
-
 def build_archive(config: Config, store: Store, now: datetime) -> ArchiveReport:
     """Write the archive pages and feeds of every sent digest under ``archive.output_dir``.
 
@@ -184,7 +134,7 @@ def build_archive(config: Config, store: Store, now: datetime) -> ArchiveReport:
         output_dir.mkdir(parents=True, exist_ok=True)
         refs = sent_issues(store)
         report.issues = len(refs)
-        state = _State.load(output_dir / STATE_NAME)
+        state = BuildState.load(output_dir / STATE_NAME)
         base = _fingerprint(ARCHIVE_VERSION, renderer.templates_key(), site.key())
         loaded: dict[str, Issue] = {}
 
@@ -209,7 +159,7 @@ def build_archive(config: Config, store: Store, now: datetime) -> ArchiveReport:
                     report.unchanged.append(name)
                     return
                 pending.append(
-                    (name, inputs, pool.submit(_write_if_changed, target, render()), feed_url)
+                    (name, inputs, pool.submit(write_if_changed, target, render()), feed_url)
                 )
 
             for i, ref in enumerate(refs):

@@ -23,21 +23,24 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import sqlite3
-import tempfile
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from kcrush_feeds.config import Config
 from kcrush_feeds.errors import ConfigError, FeedError, StoreError
 from kcrush_feeds.feeds.entries import Channel, Entry, Listing, prepare_entry
+from kcrush_feeds.feeds.files import (
+    STALE_TEMP_AGE,
+    BuildState,
+    remove_stale_temp_files,
+    write_if_changed,
+)
 from kcrush_feeds.feeds.formats import FORMAT_VERSION, RENDERERS
 from kcrush_feeds.feeds.opml import render_opml
 from kcrush_feeds.feeds.pages import (
@@ -64,7 +67,6 @@ INDEX_NAME = "index.html"
 STYLE_NAME = "style.css"  # the digest's stylesheet plus page.css, for the pages
 PAGE_FORMAT = "page"  # the pseudo-format of {slug}/index.html in the state file
 STATE_NAME = ".build-state.json"
-STATE_VERSION = 1
 _CACHE_ENTRIES = 20_000  # prepared entries kept for the feeds that share them
 _WRITERS = 4  # threads writing files
 _IN_FLIGHT = 32  # rendered files waiting to be written, at most
@@ -200,109 +202,6 @@ def _newest(store: Store, spec: FeedSpec, now: int, limit: int) -> list[tuple[st
 # --- writing -------------------------------------------------------------------------------
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory, fsynced,
-    then renamed over ``path``: readers see the old file or the new one, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates 0600; a web server must be able to read the feeds.
-        Path(tmp).chmod(0o644)
-        Path(tmp).replace(path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            Path(tmp).unlink()
-        raise
-
-
-# What write_atomic's mkstemp leaves when the process dies before the rename (SIGKILL).
-_TEMP_RE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
-STALE_TEMP_AGE = 600.0  # seconds: older temp files belong to no running build
-
-
-def remove_stale_temp_files(output_dir: Path, *, older_than: float) -> list[Path]:
-    """Remove the temporary files of earlier, killed builds from ``output_dir`` and the
-    feed directories in it; ``older_than`` is a wall-clock time (file mtimes are): a
-    newer temp file may belong to a build running now."""
-    removed: list[Path] = []
-    directories = [output_dir]
-    with contextlib.suppress(OSError):
-        directories += [e for e in output_dir.iterdir() if e.is_dir() and not e.is_symlink()]
-    for directory in directories:
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue
-        for entry in entries:
-            if not _TEMP_RE.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
-                continue
-            with contextlib.suppress(OSError):
-                if entry.stat(follow_symlinks=False).st_mtime < older_than:
-                    Path(entry.path).unlink()
-                    removed.append(Path(entry.path))
-    return removed
-
-
-def _same_bytes(path: Path, data: bytes) -> bool:
-    try:
-        if path.stat().st_size != len(data):
-            return False
-        return path.read_bytes() == data
-    except FileNotFoundError:
-        return False
-
-
-@dataclass(slots=True)
-class _State:
-    """``.build-state.json``: per file, the inputs fingerprint and the stat it was left with."""
-
-    path: Path
-    files: dict[str, dict[str, Any]]
-    dirty: bool = False
-
-    @classmethod
-    def load(cls, path: Path) -> _State:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("version") == STATE_VERSION and isinstance(data.get("files"), dict):
-                # Only names of our layout: --prune deletes what is listed here.
-                files = {k: v for k, v in data["files"].items() if _FEED_FILE_RE.fullmatch(k)}
-                return cls(path, files)
-        except (OSError, ValueError, AttributeError):
-            pass  # missing or damaged: every feed is rendered and compared byte by byte
-        return cls(path, {})
-
-    def fresh(self, name: str, inputs: str, target: Path) -> bool:
-        known = self.files.get(name)
-        if not known or known.get("inputs") != inputs:
-            return False
-        try:
-            st = target.stat()
-        except FileNotFoundError:
-            return False
-        return bool(st.st_size == known.get("size") and st.st_mtime_ns == known.get("mtime_ns"))
-
-    def remember(self, name: str, inputs: str | None, target: Path) -> None:
-        st = target.stat()
-        entry = {"inputs": inputs, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-        if self.files.get(name) != entry:
-            self.files[name] = entry
-            self.dirty = True
-
-    def forget(self, name: str) -> None:
-        if self.files.pop(name, None) is not None:
-            self.dirty = True
-
-    def save(self) -> None:
-        if self.dirty:
-            body = json.dumps({"version": STATE_VERSION, "files": self.files}, sort_keys=True)
-            write_atomic(self.path, body.encode("utf-8") + b"\n")
-
-
 def _inside(output_dir: Path, target: Path) -> Path:
     # Slugs are safe by construction; this guards against a symlinked directory too.
     resolved = target.resolve()
@@ -355,7 +254,8 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
     try:
         specs = plan_feeds(config, store, report.clashes)
         report.feeds = len(specs)
-        state = _State.load(output_dir / STATE_NAME)
+        # Only names of our layout: --prune deletes what is listed here.
+        state = BuildState.load(output_dir / STATE_NAME, _FEED_FILE_RE.fullmatch)
         planned: set[str] = set()
         listings: list[Listing] = []
         entries: dict[tuple[str, str], Entry] = {}  # (id, fingerprint): each record once
@@ -446,13 +346,6 @@ def _entries(
     return [cache[key] for key in newest if key in cache]
 
 
-def _write_if_changed(target: Path, data: bytes) -> bool:
-    if _same_bytes(target, data):
-        return False
-    write_atomic(target, data)
-    return True
-
-
 class _Writer:
     """Writes files on a few threads: fsync dominates a full build and releases the GIL.
 
@@ -460,7 +353,7 @@ class _Writer:
     order the files were given, so reports and the state file are deterministic.
     """
 
-    def __init__(self, report: BuildReport, state: _State) -> None:
+    def __init__(self, report: BuildReport, state: BuildState) -> None:
         self.report = report
         self.state = state
         self.pool = ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="feed-writer")
@@ -468,7 +361,7 @@ class _Writer:
 
     def put(self, name: str, target: Path, data: bytes, *, inputs: str | None) -> None:
         """Write ``data`` to ``target`` unless it holds those bytes already."""
-        self.queue.append((name, target, inputs, self.pool.submit(_write_if_changed, target, data)))
+        self.queue.append((name, target, inputs, self.pool.submit(write_if_changed, target, data)))
         while len(self.queue) > _IN_FLIGHT:
             self._finish()
 
@@ -521,7 +414,7 @@ def _write_pages(
 
 
 def _stale(
-    output_dir: Path, state: _State, planned: set[str], prune: bool, report: BuildReport
+    output_dir: Path, state: BuildState, planned: set[str], prune: bool, report: BuildReport
 ) -> None:
     """Feed files an earlier build wrote that no planned feed writes any more.
 

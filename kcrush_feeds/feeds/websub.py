@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from kcrush_feeds import __version__
-from kcrush_feeds.feeds.build import write_atomic
+from kcrush_feeds.feeds.files import write_atomic
 
 PENDING_NAME = ".websub-pending.json"
 TIMEOUT = 5.0  # seconds per ping: a build must not hang on a slow hub
