@@ -36,6 +36,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from kcrush_feeds.config import Config
+from kcrush_feeds.errors import StoreError
 from kcrush_feeds.store import subscribers as store_subscribers
 from kcrush_feeds.store.db import Store
 from kcrush_feeds.web import guards
@@ -85,6 +86,15 @@ def create_app(
     async def error_page(request: Request, exc: Exception) -> Response:
         if isinstance(exc, HTTPException):
             return service.pages.error(request, exc.status_code, exc.detail)
+        if isinstance(exc, StoreError):
+            # A full disk, a locked or read-only store: temporary, and not the visitor's
+            # doing. 503 tells them (and any proxy) to come back.
+            log.error("%s %s: %s", request.method, request.url.path, exc.message)
+            response = service.pages.error(
+                request, 503, "we cannot save this right now; please try again in a minute"
+            )
+            response.headers["Retry-After"] = "60"
+            return response
         return service.pages.error(request, 500, "something went wrong on our side")
 
     routes = [

@@ -314,3 +314,28 @@ def test_serve_with_a_store_that_cannot_be_opened_exits_1(tmp_path: Path, smtp: 
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert "cannot open the store" in done.stderr
+
+
+def test_a_store_that_refuses_writes_is_503_not_500(tmp_path: Path) -> None:
+    """A full disk (here: a trigger that aborts every new subscriber, as SQLite aborts a
+    write on a full disk) is the store's trouble, temporary: 503 with Retry-After."""
+    import sqlite3
+
+    with SmtpSink() as sink:
+        server = start_server(tmp_path / "site", sink)
+        try:
+            db = next((tmp_path / "site").glob("*.db"))
+            conn = sqlite3.connect(db)
+            conn.execute(
+                "CREATE TRIGGER full_disk BEFORE INSERT ON subscribers "
+                "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+            )
+            conn.commit()
+            conn.close()
+            with server.client() as client:
+                answer = subscribe(client, "new.reader@example.org")
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["retry-after"] == "60"
+            assert "try again" in answer.text
+        finally:
+            server.stop()
