@@ -291,9 +291,10 @@ class DigestComposer:
             ],
             "preheader": truncate(preheader, 150),
             "feeds_url": config.feeds.base_url,
-            # "View in browser": None without [archive]; templates test it with {% if %}.
+            # "View in browser": None without [archive], and in a proof (the page exists
+            # only once the digest went out); templates test it with {% if %}.
             "archive_url": None
-            if self._archive_base is None
+            if self._archive_base is None or self.proof_url
             else f"{self._archive_base}/{self.digest.period}/",
             "subscriber": slots,
             "unsubscribe_url": slots["unsubscribe_url"],
