@@ -23,14 +23,11 @@ from bench.issues import seed_issues
 from kcrush_feeds.archive.build import build_archive
 from kcrush_feeds.config import load_config
 from kcrush_feeds.store.db import Store
-from tests.support.archive import CHROMEDRIVER, CHROMIUM, shows
+from tests.support.archive import shows
+from tests.support.browser import MISSING, WHY, headless_chromium
 from tests.support.serve import Server, SmtpSink, start_server
 
-pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
-    reason="needs Debian's chromium and chromium-driver "
-    "(apt-get install -y chromium chromium-driver; `make test` does it as root)",
-)
+pytestmark = pytest.mark.skipif(MISSING, reason=WHY)
 WIDTHS = (1200, 375)
 # Set KCRUSH_SCREENSHOTS=DIR to keep the screenshots (issue-1200.png, issue-375.png).
 SCREENSHOTS = os.environ.get("KCRUSH_SCREENSHOTS")
@@ -102,29 +99,8 @@ def site(tmp_path: Path) -> Iterator[tuple[Server, str, str]]:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
+    with headless_chromium(tmp_path / "chromium-profile") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 MEASURE = """

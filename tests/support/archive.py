@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -85,10 +84,6 @@ def send(project: Project, *args: str) -> tuple[int, str, str]:
     """``kcrush-feeds send`` at NOW: (exit code, stdout, stderr)."""
     result = project.run("send", *args, env=ENV)
     return result.exit_code, result.stdout, result.stderr
-
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 
 
 def shows(driver: Any, css: str, text: str, timeout: float = 10) -> bool:
