@@ -28,7 +28,6 @@ import base64
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import dkim
 from cryptography.hazmat.primitives import hashes, serialization
@@ -187,9 +186,3 @@ class SigningPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-def key_path(config: Config) -> Path | None:
-    """The configured key file, resolved (for messages that name it)."""
-    smtp = config.smtp
-    return None if smtp is None or smtp.dkim is None else config.resolve(smtp.dkim.key_file)

@@ -296,16 +296,6 @@ def enqueue(
         return cursor.lastrowid if cursor.rowcount == 1 else None
 
 
-def get_mail(store: Store, mail_id: int) -> OutboxMail | None:
-    """One pending mail by id (None once sent or given up)."""
-    row = store.conn.execute(
-        "SELECT id, kind, sender, recipient, data, attempts, created_at FROM outbox "
-        "WHERE id = ? AND status = 'pending'",
-        (mail_id,),
-    ).fetchone()
-    return None if row is None else _mail(row)
-
-
 def _mail(row: Sequence[Any]) -> OutboxMail:
     mail_id, kind, sender, recipient, data, attempts, created = row
     return OutboxMail(
@@ -355,16 +345,6 @@ def record_attempt(
                 mail_id,
             ),
         )
-
-
-def outbox_counts(store: Store, kind: str | None = None) -> dict[str, int]:
-    """Mails in the outbox by status (of one ``kind``, if given)."""
-    sql = "SELECT status, count(*) FROM outbox"
-    params: tuple[str, ...] = ()
-    if kind is not None:
-        sql += " WHERE kind = ?"
-        params = (kind,)
-    return dict(store.conn.execute(sql + " GROUP BY status", params).fetchall())
 
 
 def next_attempt_at(store: Store) -> datetime | None:
