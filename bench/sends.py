@@ -200,7 +200,7 @@ def _dkim_pair(data: Path, subscribers: int, sink: Sink, repeat: int) -> list[Ro
     """``send`` with ``[smtp.dkim]`` against the same ``send`` without it (same sink):
     target at least 0.6x the throughput, i.e. time <= 1.67x. The per-message cost of
     signing is the difference of the two medians over the messages sent."""
-    n = max(1, subscribers // 5)  # pure-Python RSA: a fifth of the subscribers is plenty
+    n = max(1, subscribers // 5)  # two sends per repeat: a fifth of the subscribers each
     plain = prepare(data, n, sink, 4)
     signed = prepare(data, n, sink, 4, dkim=True)
     base = Row("send", f"  baseline: send {n:,} without DKIM")
