@@ -29,14 +29,8 @@ class ResultWriter:
     async context manager (or call ``close()``).
     """
 
-    def __init__(
-        self, path: Path, *, max_hard_bounces: int, batch: int = 1, linger: float = 0.0
-    ) -> None:
+    def __init__(self, path: Path, *, max_hard_bounces: int) -> None:
         self.max_hard_bounces = max_hard_bounces
-        # A commit costs the same CPU for one row as for ten: when fewer than ``batch``
-        # results wait, linger up to ``linger`` seconds for more to share the commit.
-        self.batch = batch
-        self.linger = linger
         self._store = Store.open(path, create=False)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="results")
         self._waiting: list[tuple[Delivery, datetime, asyncio.Future[None]]] = []
@@ -56,9 +50,10 @@ class ResultWriter:
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
+        # No lingering for more results: a commit starts as soon as there is one, and
+        # what arrives meanwhile shares the next. (Waiting 2 ms for company cost 10-20%
+        # of the throughput: the senders wait for their commit.)
         while self._waiting:
-            if len(self._waiting) < self.batch and self.linger > 0:
-                await asyncio.sleep(self.linger)
             batch, self._waiting = self._waiting, []
             try:
                 await loop.run_in_executor(self._executor, self._write, batch)

@@ -74,7 +74,6 @@ log = logging.getLogger("kcrush_feeds.delivery.send")
 ENV_CRASH = "KCRUSH_FEEDS_TEST_CRASH_AFTER"
 SENDERS_PER_CONNECTION = 4  # a connection is busy while another sender waits for its commit
 QUEUE_PER_SENDER = 2  # composed messages waiting per sender
-RESULTS_LINGER = 0.002  # seconds a commit may wait for more results to share it
 
 
 class Outgoing(Protocol):
@@ -476,12 +475,7 @@ def _send(
         watcher = asyncio.create_task(_watch(asked, stop, announce=halt is not None))
         signing = SigningPool(signer) if signer is not None else None
         try:
-            async with ResultWriter(
-                store.path,
-                max_hard_bounces=smtp.max_hard_bounces,
-                batch=settings.concurrency,
-                linger=RESULTS_LINGER,
-            ) as writer:
+            async with ResultWriter(store.path, max_hard_bounces=smtp.max_hard_bounces) as writer:
                 return await deliver(
                     messages,
                     settings=settings,
