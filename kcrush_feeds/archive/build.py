@@ -18,8 +18,6 @@ shows what was sent even if a record was edited or withdrawn afterwards.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,7 +37,7 @@ from kcrush_feeds.config import Config
 from kcrush_feeds.digest.desk import editorial_of
 from kcrush_feeds.digest.editing import apply
 from kcrush_feeds.errors import ConfigError, FeedError, StoreError
-from kcrush_feeds.feeds.files import BuildState, write_if_changed
+from kcrush_feeds.feeds.files import BuildState, fingerprint_of, write_if_changed
 from kcrush_feeds.model import IssueRef
 from kcrush_feeds.store import editorial as store_editorial
 from kcrush_feeds.store.archive import sent_issues
@@ -108,11 +106,6 @@ def template_dirs(config: Config) -> list[Path]:
     return [directory]
 
 
-def _fingerprint(*parts: object) -> str:
-    payload = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), default=str)
-    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
-
-
 def _ref_key(ref: IssueRef) -> list[object]:
     return [ref.period, ref.digest_id, int(ref.created_at.timestamp())]
 
@@ -135,7 +128,7 @@ def build_archive(config: Config, store: Store, now: datetime) -> ArchiveReport:
         refs = sent_issues(store)
         report.issues = len(refs)
         state = BuildState.load(output_dir / STATE_NAME)
-        base = _fingerprint(ARCHIVE_VERSION, renderer.templates_key(), site.key())
+        base = fingerprint_of(ARCHIVE_VERSION, renderer.templates_key(), site.key())
         loaded: dict[str, Issue] = {}
 
         def issue(ref: IssueRef) -> Issue:
@@ -167,7 +160,7 @@ def build_archive(config: Config, store: Store, now: datetime) -> ArchiveReport:
                 older = refs[i + 1].period if i + 1 < len(refs) else None
                 put(
                     f"{ref.period}/index.html",
-                    _fingerprint(base, _ref_key(ref), newer, older),
+                    fingerprint_of(base, _ref_key(ref), newer, older),
                     lambda ref=ref, newer=newer, older=older: renderer.issue_page(
                         issue(ref), newer, older
                     ),
@@ -179,13 +172,13 @@ def build_archive(config: Config, store: Store, now: datetime) -> ArchiveReport:
                 name = "index.html" if page == 1 else f"page/{page}/index.html"
                 put(
                     name,
-                    _fingerprint(base, page, pages, [_ref_key(r) for r in chunk]),
+                    fingerprint_of(base, page, pages, [_ref_key(r) for r in chunk]),
                     lambda chunk=chunk, page=page: renderer.index_page(
                         [issue(r) for r in chunk], page, pages
                     ),
                 )
             newest = refs[: archive.items_per_feed]
-            feed_inputs = _fingerprint(base, [_ref_key(r) for r in newest])
+            feed_inputs = fingerprint_of(base, [_ref_key(r) for r in newest])
             for fmt in site.formats:
                 put(
                     FEED_NAMES[fmt],

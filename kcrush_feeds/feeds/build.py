@@ -21,8 +21,6 @@ sees half a file.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import re
 import sqlite3
 import time
@@ -38,6 +36,7 @@ from kcrush_feeds.feeds.entries import Channel, Entry, Listing, prepare_entry
 from kcrush_feeds.feeds.files import (
     STALE_TEMP_AGE,
     BuildState,
+    fingerprint_of,
     remove_stale_temp_files,
     write_if_changed,
 )
@@ -230,11 +229,6 @@ def _channel(config: Config, spec: FeedSpec) -> Channel:
     )
 
 
-def _fingerprint(*parts: object) -> str:
-    payload = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
-
-
 def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = False) -> BuildReport:
     """Write every feed (and its page), the OPML file, index.html and style.css under
     ``config.output_dir``.
@@ -276,7 +270,7 @@ def build_feeds(config: Config, store: Store, now: datetime, *, prune: bool = Fa
                 )
                 newest = _newest(store, spec, cutoff, config.feeds.items_per_feed)
                 # The zone and the page templates too: the feed's page shows local dates.
-                inputs = _fingerprint(
+                inputs = fingerprint_of(
                     FORMAT_VERSION, _channel_key(channel), config.site.timezone, pages_key, newest
                 )
                 pending: list[tuple[str, str, Path]] = []

@@ -4,6 +4,7 @@ that lets a no-op rebuild skip the rendering. Shared by the feeds, the archive a
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -14,6 +15,13 @@ from pathlib import Path
 from typing import Any
 
 STATE_VERSION = 1
+
+
+def fingerprint_of(*parts: object) -> str:
+    """A short stable digest of what a file is made from (JSON of ``parts``; other
+    values, such as dates, by their ``str``): equal inputs, equal fingerprints."""
+    payload = json.dumps(parts, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16).hexdigest()
 
 
 def write_atomic(path: Path, data: bytes) -> None:
