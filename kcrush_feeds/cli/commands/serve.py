@@ -69,6 +69,9 @@ def serve(
     GET      /confirm       the link in the confirmation mail
     GET/POST /unsubscribe   one button; RFC 8058 one-click POST
     GET/POST /preferences   categories, pause, unsubscribe
+    GET/POST /approve       the link in a proof: a button approves the digest
+    POST     /webhooks/mailgun, /webhooks/postmark, /webhooks/ses
+                            the relays' bounce and complaint notifications
     GET      /health        JSON, for monitoring
     """
     from kcrush_feeds import clock
