@@ -474,6 +474,8 @@ def _send(
         restore = stop_on_signals(asked, first=_on_signal)
         watcher = asyncio.create_task(_watch(asked, stop, announce=halt is not None))
         signing = SigningPool(signer) if signer is not None else None
+        if signing is not None:
+            signing.start()  # while the run opens its connections
         try:
             async with ResultWriter(store.path, max_hard_bounces=smtp.max_hard_bounces) as writer:
                 return await deliver(
@@ -491,7 +493,7 @@ def _send(
                 )
         finally:
             if signing is not None:
-                signing.close()
+                await signing.aclose()
             restore()
             watcher.cancel()
 

@@ -200,3 +200,50 @@ def test_relaxed_body_is_dkimpys_canonicalisation() -> None:
     for _ in range(5_000):
         body = b"".join(rng.choices(pieces, k=rng.randrange(0, 40)))
         assert relaxed_body(body) == dkim.canonicalization.Relaxed.canonicalize_body(body), body
+
+
+# Signing processes that fail: one that exits at once, one that answers once and dies.
+_EXITS = "import sys; sys.exit(3)"
+_DIES_AFTER_ONE = (
+    "import sys\n"
+    "from kcrush_feeds.delivery import dkim\n"
+    "frame, sent = dkim._frame, []\n"
+    "def once(data):\n"
+    "    sent.append(data)\n"
+    "    if len(sent) > 2:\n"  # the "ready" frame, one answer, then gone
+    "        sys.exit(3)\n"
+    "    return frame(data)\n"
+    "dkim._frame = once\n"
+    "dkim.serve_signing()\n"
+)
+
+
+@pytest.mark.parametrize("worker", [_EXITS, _DIES_AFTER_ONE], ids=["exits", "dies-mid-run"])
+def test_a_signing_process_that_stops_is_replaced_by_signing_in_process(
+    project: Project, server: SmtpServer, monkeypatch: pytest.MonkeyPatch, worker: str
+) -> None:
+    """The signing process is a real process, here one that fails. The run goes on signing
+    in its own process: every subscriber gets one message, and every one verifies."""
+    import kcrush_feeds.delivery.dkim as signing
+
+    pem, record = keypair(serialization.PrivateFormat.PKCS8)
+    project.write("dkim.key", pem)
+    setup(project, server)
+    project.write("more.csv", "email\n" + "".join(f"r{i}@example.org\n" for i in range(30)))
+    assert (
+        project.run("subscribers", "import", str(project.dir / "more.csv"), env=ENV).exit_code == 0
+    )
+    project.append_config(
+        f'[smtp.dkim]\ndomain = "{DOMAIN}"\nselector = "{SELECTOR}"\nkey_file = "dkim.key"\n'
+    )
+    monkeypatch.setattr(signing, "_WORKER", worker)
+    result = project.run("send", env=ENV)
+    assert result.exit_code == 0, result.output
+    if worker == _EXITS:
+        assert "DKIM: the signing process stopped" in result.output
+        assert "signing in this process instead" in result.output
+    recipients = [r.rcpt for r in server.received]
+    assert len(recipients) == len(set(recipients)) == 32
+    for received in server.received:
+        assert received.data.count(b"DKIM-Signature:") == 1
+        assert dkim.verify(received.data, dnsfunc=dns_for(record)), received.rcpt
