@@ -266,10 +266,12 @@ def _read_frame(stream: BinaryIO) -> bytes | None:
 def serve_signing() -> None:
     """The signing process: sign each message read from stdin until it closes.
 
-    It ignores SIGINT (a Ctrl-C reaches the whole process group: the parent decides) and
-    ends when its stdin closes, which is also what happens when the parent dies.
+    It ignores SIGINT and SIGTERM (a Ctrl-C reaches the whole process group, systemd stops
+    the whole unit: the parent decides, and finishes the messages in flight) and ends when
+    its stdin closes, which is also what happens when the parent dies.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     fields = [_read_frame(source) for _ in range(3)]
     if any(f is None for f in fields):
@@ -284,8 +286,11 @@ def serve_signing() -> None:
             answer = b"+" + signer.signature(data)
         except Exception as e:  # answered, so the parent can say which message and why
             answer = b"-" + f"{type(e).__name__}: {e}".encode("utf-8", "replace")
-        sink.write(_frame(answer))
-        sink.flush()
+        try:
+            sink.write(_frame(answer))
+            sink.flush()
+        except BrokenPipeError:  # the parent is gone: nobody waits for the answer
+            return
 
 
 class _Gone(Exception):
@@ -393,6 +398,7 @@ class SigningPool:
 
     async def aclose(self) -> None:
         """Close the pipe, and wait for the process to end (killed if it does not)."""
+        self._gone = self._gone or "closed"  # its end is no news: no warning
         process = self._process
         if process is not None:
             if process.stdin is not None:
