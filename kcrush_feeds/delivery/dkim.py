@@ -29,7 +29,7 @@ A test holds the whole signature byte for byte against dkimpy's own ``dkim.sign`
 key, the same second), and ``relaxed_body`` against dkimpy's canonicalisation on generated
 bodies. During ``send``, ``SigningPool`` signs in a process of its own, fed through a
 pipe by the event loop, so signing takes the second core and not the loop's: the send
-with DKIM runs at about 0.8x the throughput of the send without it, where a signing
+with DKIM runs at about 0.8-0.9x the throughput of the send without it, where a signing
 thread gave 0.6x (its Python half holds the GIL the loop needs) and a
 ``ProcessPoolExecutor`` no better (its feeder threads pickle every message under the
 GIL). See docs/bench.md. Proofs, confirmation and welcome mail are signed in place.
@@ -49,6 +49,7 @@ import re
 import signal
 import struct
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
@@ -76,7 +77,6 @@ SIGNED_HEADERS = (
     b"list-archive",
 )
 _REQUIRED = frozenset(SIGNED_HEADERS[:5])
-_NAME_RE = re.compile(rb"^([A-Za-z0-9-]+):", re.MULTILINE)
 _SPACES = re.compile(rb"  +")  # a literal prefix: the engine searches for the runs alone
 _PROBE = b"From: probe@example.com\r\nTo: probe@example.com\r\nSubject: probe\r\n\r\nprobe\r\n"
 
@@ -132,7 +132,7 @@ class _Signing(dkim.DKIM):  # type: ignore[misc]
             (b"i", b"@" + domain),
             (b"q", b"dns/txt"),
             (b"s", selector),
-            (b"t", str(int(dkim.time.time())).encode("ascii")),
+            (b"t", str(int(time.time())).encode("ascii")),  # the signing moment, as dkimpy
             (b"h", b" : ".join(include)),
             (b"bh", bodyhash),
             (b"b", b"0" * 60),  # a placeholder of dkimpy's: b= folds onto a line of its own
@@ -214,10 +214,9 @@ class DkimSigner:
 
     def signature(self, data: bytes) -> bytes:
         """The ``DKIM-Signature`` header line(s) for ``data`` (CRLF line ends)."""
-        head = data.split(b"\r\n\r\n", 1)[0]
-        present = {name.lower() for name in _NAME_RE.findall(head)}
-        headers = [h for h in SIGNED_HEADERS if h in present or h in _REQUIRED]
         signing = _Signing(data, _rsa_key(self.key))
+        present = {name.lower() for name, _ in signing.headers}  # as dkimpy parsed them
+        headers = [h for h in SIGNED_HEADERS if h in present or h in _REQUIRED]
         return signing.signature(  # "DKIM-Signature: ..." CRLF, folded
             self.selector.encode("ascii"), self.domain.encode("ascii"), tuple(headers)
         )
@@ -384,10 +383,10 @@ class SigningPool:
             stdin.write(_frame(data))
             try:
                 await stdin.drain()
+            except OSError as e:  # ``done`` then holds _Gone, awaited just below
+                self._stopped(f"the signing process stopped ({e})")
+            with contextlib.suppress(_Gone):
                 return await done + data
-            except (_Gone, OSError) as e:
-                if not isinstance(e, _Gone):
-                    self._stopped(f"the signing process stopped ({e})")
         return await self._sign_here(data)
 
     async def _sign_here(self, data: bytes) -> bytes:

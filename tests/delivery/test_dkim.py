@@ -224,8 +224,8 @@ _DIES_AFTER_ONE = (
 def test_a_signing_process_that_stops_is_replaced_by_signing_in_process(
     project: Project, server: SmtpServer, monkeypatch: pytest.MonkeyPatch, worker: str
 ) -> None:
-    """The signing process is a real process, here one that fails. The run goes on signing
-    in its own process: every subscriber gets one message, and every one verifies."""
+    """The signing process is a real process, here one that fails. ``send`` goes on signing
+    in a thread of its own: every subscriber gets one message, and every one verifies."""
     import kcrush_feeds.delivery.dkim as signing
 
     pem, record = keypair(serialization.PrivateFormat.PKCS8)
